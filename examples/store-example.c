@@ -1,0 +1,2 @@
+#include <tinysync/tinysync.h>
+int main (void) { return 0; }

@@ -1,0 +1,15 @@
+/* tinysync.h: the umbrella header of tinysync
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#pragma once
+
+#define TS_INSIDE
+
+#include "ts-version-macros.h"
+#include "ts-version.h"
+#include "ts-error.h"
+#include "ts-enums.h"
+#include "ts-mergeable-store.h"
+
+#undef TS_INSIDE
