@@ -19,5 +19,15 @@ gboolean     _ts_mergeable_store_apply_changes_node       (TsMergeableStore  *se
 void         _ts_mergeable_store_write_transaction_changes (TsMergeableStore *self,
                                                            GString          *out,
                                                            gboolean          with_hashes);
+/* Whether the announced (or open) transaction changed any cell or value */
+gboolean     _ts_mergeable_store_transaction_changed      (TsMergeableStore *self);
+/* Applies several tables stamps and a values stamp (NULL: none) received
+ * from a peer as one set of changes, in one transaction; all are validated
+ * first and nothing is applied if one is invalid. */
+gboolean     _ts_mergeable_store_apply_parts              (TsMergeableStore  *self,
+                                                           const TsJsonNode **tables_parts,
+                                                           guint              n_tables_parts,
+                                                           const TsJsonNode  *values_part,
+                                                           GError           **error);
 
 G_END_DECLS

@@ -3419,6 +3419,69 @@ ts_mergeable_store_del_listener (TsMergeableStore *self,
 
 /* ---- Private API ---------------------------------------------------------- */
 
+gboolean
+_ts_mergeable_store_transaction_changed (TsMergeableStore *self)
+{
+  GArray *log = self->tree.txn_depth > 0 ? self->tree.changes : self->finished_log;
+
+  if (log == NULL)
+    return FALSE;
+  for (guint i = 0; i < log->len; i++)
+    if (g_array_index (log, TsChange, i).row != NULL)
+      return TRUE;
+  return FALSE;
+}
+
+gboolean
+_ts_mergeable_store_apply_parts (TsMergeableStore  *self,
+                                 const TsJsonNode **tables_parts,
+                                 guint              n_tables_parts,
+                                 const TsJsonNode  *values_part,
+                                 GError           **error)
+{
+  TsJsonNode empty_object = { TS_JSON_OBJECT, 0, { 0 } };
+  TsJsonNode empty_values = { TS_JSON_ARRAY, 1, { 0 } };
+  TsJsonNode empty_tables = { TS_JSON_ARRAY, 1, { 0 } };
+  g_autofree TsJsonNode *changes = g_new0 (TsJsonNode, (n_tables_parts + 1) * 4);
+  guint n = 0;
+
+  empty_values.u.items = &empty_object;
+  empty_tables.u.items = &empty_object;
+
+  /* one synthetic [tables, values, 1] per part: items are laid out as
+   * node, then its three items */
+  for (guint i = 0; i <= n_tables_parts; i++)
+    {
+      TsJsonNode *node = &changes[n * 4];
+      TsJsonNode *items = node + 1;
+
+      if (i < n_tables_parts)
+        {
+          items[0] = *tables_parts[i];
+          items[1] = empty_values;
+        }
+      else
+        {
+          items[0] = empty_tables;
+          items[1] = values_part ? *values_part : empty_values;
+        }
+      items[2].type = TS_JSON_NUMBER;
+      items[2].u.num = 1;
+      node->type = TS_JSON_ARRAY;
+      node->len = 3;
+      node->u.items = items;
+      if (!ts_stamp_tree_validate_changes (&self->tree, node, error))
+        return FALSE;
+      n++;
+    }
+
+  ts_mergeable_store_start_transaction (self);
+  for (guint i = 0; i < n; i++)
+    ts_stamp_tree_merge_changes (&self->tree, &changes[i * 4]);
+  ts_mergeable_store_finish_transaction (self);
+  return TRUE;
+}
+
 TsStampTree *
 _ts_mergeable_store_get_tree (TsMergeableStore *self)
 {

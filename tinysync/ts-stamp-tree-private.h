@@ -246,6 +246,10 @@ gboolean  ts_stamp_tree_apply_changes (TsStampTree *tree, const TsJsonNode *chan
                                        GError **error);
 gboolean  ts_stamp_tree_set_content   (TsStampTree *tree, const TsJsonNode *content,
                                        GError **error);
+/* The two halves of ts_stamp_tree_apply_changes */
+gboolean  ts_stamp_tree_validate_changes (TsStampTree *tree, const TsJsonNode *changes,
+                                          GError **error);
+void      ts_stamp_tree_merge_changes    (TsStampTree *tree, const TsJsonNode *changes);
 
 /* Hash and diff queries (section 10), JSON out; inputs already parsed.
  * Return FALSE with TS_ERROR_INVALID_ARGUMENT if the input has the wrong

@@ -1799,18 +1799,22 @@ merge_rows (TsStampTree      *tree,
 }
 
 gboolean
-ts_stamp_tree_apply_changes (TsStampTree       *tree,
-                             const TsJsonNode  *changes,
-                             GError           **error)
+ts_stamp_tree_validate_changes (TsStampTree       *tree,
+                                const TsJsonNode  *changes,
+                                GError           **error)
+{
+  return validate_incoming (tree, changes, FALSE, error);
+}
+
+void
+ts_stamp_tree_merge_changes (TsStampTree      *tree,
+                             const TsJsonNode *changes)
 {
   const TsJsonNode *tables_stamp, *things;
   guint32 h;
   TsHlc in_hlc, max_hlc;
 
   g_assert (tree->txn_depth > 0);
-
-  if (!validate_incoming (tree, changes, FALSE, error))
-    return FALSE;
 
   memset (&max_hlc, 0, sizeof max_hlc);
   tables_stamp = &changes->u.items[0];
@@ -1834,6 +1838,18 @@ ts_stamp_tree_apply_changes (TsStampTree       *tree,
   merge_leaves (tree, NULL, tree->values, &changes->u.items[1], &max_hlc);
 
   ts_clock_seen (&tree->clock, &max_hlc);
+}
+
+gboolean
+ts_stamp_tree_apply_changes (TsStampTree       *tree,
+                             const TsJsonNode  *changes,
+                             GError           **error)
+{
+  g_assert (tree->txn_depth > 0);
+
+  if (!validate_incoming (tree, changes, FALSE, error))
+    return FALSE;
+  ts_stamp_tree_merge_changes (tree, changes);
   return TRUE;
 }
 
