@@ -2944,7 +2944,9 @@ ts_mergeable_store_apply_mergeable_changes_json (TsMergeableStore  *self,
  *
  * Merges two stores both ways, so that both end with the same content and
  * hashes (TinyBase's `merge()`, but through the encoded form, so object
- * and array cells converge too).
+ * and array cells converge too). As in TinyBase, a side whose content the
+ * other store rejects (an HLC more than five minutes ahead of its clock)
+ * is ignored.
  *
  * Since: 1.0
  */
@@ -2959,13 +2961,15 @@ ts_mergeable_store_merge (TsMergeableStore *self,
   g_return_if_fail (TS_IS_MERGEABLE_STORE (self));
   g_return_if_fail (TS_IS_MERGEABLE_STORE (other));
 
+  /* Content that the receiving store rejects (an HLC more than five
+   * minutes ahead of its clock) is ignored, as TinyBase does. */
   mine = ts_mergeable_store_get_mergeable_content_json (self);
   theirs = ts_mergeable_store_get_mergeable_content_json (other);
   if (!ts_mergeable_store_apply_mergeable_changes_json (other, mine, &error))
-    g_warning ("Merging into store %s failed: %s", other->unique_id, error->message);
+    g_debug ("Merging into store %s ignored: %s", other->unique_id, error->message);
   g_clear_error (&error);
   if (!ts_mergeable_store_apply_mergeable_changes_json (self, theirs, &error))
-    g_warning ("Merging into store %s failed: %s", self->unique_id, error->message);
+    g_debug ("Merging into store %s ignored: %s", self->unique_id, error->message);
 }
 
 void
@@ -3424,12 +3428,7 @@ _ts_mergeable_store_transaction_changed (TsMergeableStore *self)
 {
   GArray *log = self->tree.txn_depth > 0 ? self->tree.changes : self->finished_log;
 
-  if (log == NULL)
-    return FALSE;
-  for (guint i = 0; i < log->len; i++)
-    if (g_array_index (log, TsChange, i).row != NULL)
-      return TRUE;
-  return FALSE;
+  return log != NULL && log->len > 0;
 }
 
 gboolean

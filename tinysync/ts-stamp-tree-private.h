@@ -136,16 +136,16 @@ typedef struct _TsTable {
 
 /* One entry of the transaction log: a leaf whose plain value changed
  * (first change in this transaction), with the value it had before. */
+#define TS_NO_LEAF G_MAXUINT32
+
 typedef struct {
-  TsTable *table;       /* NULL for a value */
-  TsRow   *row;         /* the row, or the values container; NULL for an
-                         * orphan: a leaf dropped by set_content, whose
-                         * names are then in orphan (table, row, cell) */
-  union {
-    guint32  leaf;
-    char   **orphan;
-  } at;
+  TsTable *table;       /* NULL for a value, or for a table that is gone */
+  TsRow   *row;         /* the row or the values container; NULL if gone */
+  guint32  leaf;        /* TS_NO_LEAF when the leaf is gone */
   TsVal    old;
+  /* (table, row, cell) ids when set_content replaced the tree and the leaf
+   * is gone; table and row are NULL for a value */
+  char   **names;
 } TsChange;
 
 typedef struct _TsStampTree TsStampTree;
@@ -214,7 +214,7 @@ void      ts_stamp_tree_release    (TsStampTree *tree);
 /* The names of a log entry's leaf (table and row NULL for a value). */
 void      ts_change_get_ids        (const TsChange *change, const char **table_id,
                                     const char **row_id, const char **cell_id);
-/* The current value of a logged leaf (undefined for an orphan). */
+/* The current value of a logged leaf (undefined when it is gone). */
 void      ts_change_get_value      (const TsChange *change, TsVal *out);
 
 /* Local writes (must be inside a transaction). value is consumed. Returns

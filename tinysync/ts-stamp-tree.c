@@ -720,11 +720,11 @@ static void
 change_clear (TsChange *change)
 {
   ts_val_clear (&change->old);
-  if (change->row == NULL && change->at.orphan != NULL)
+  if (change->names != NULL)
     {
       for (int i = 0; i < 3; i++)
-        g_free (change->at.orphan[i]);
-      g_free (change->at.orphan);
+        g_free (change->names[i]);
+      g_free (change->names);
     }
 }
 
@@ -744,16 +744,16 @@ ts_change_get_ids (const TsChange  *change,
                    const char     **row_id,
                    const char     **cell_id)
 {
-  if (change->row == NULL)
+  if (change->names != NULL)
     {
-      *table_id = change->at.orphan[0];
-      *row_id = change->at.orphan[1];
-      *cell_id = change->at.orphan[2];
+      *table_id = change->names[0];
+      *row_id = change->names[1];
+      *cell_id = change->names[2];
       return;
     }
   *table_id = change->table ? change->table->id : NULL;
   *row_id = change->table ? change->row->id : NULL;
-  *cell_id = change->row->leaves[change->at.leaf].id->str;
+  *cell_id = change->row->leaves[change->leaf].id->str;
 }
 
 void
@@ -764,9 +764,9 @@ ts_change_get_value (const TsChange *change,
 
   out->kind = TS_VAL_UNDEFINED;
   out->u.num = 0;
-  if (change->row == NULL)
+  if (change->row == NULL || change->leaf == TS_NO_LEAF)
     return;
-  leaf = &change->row->leaves[change->at.leaf];
+  leaf = &change->row->leaves[change->leaf];
   out->kind = leaf->kind;
   out->u.num = leaf->u.num;
   if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
@@ -991,7 +991,7 @@ leaf_set_plain (TsStampTree *tree,
 
   if (record && !(leaf->flags & TS_LEAF_TOUCHED))
     {
-      TsChange change = { table, row, { idx }, old };
+      TsChange change = { table, row, idx, old, NULL };
 
       leaf->flags |= TS_LEAF_TOUCHED;
       g_array_append_val (tree->changes, change);
@@ -1057,8 +1057,8 @@ ts_stamp_tree_end (TsStampTree *tree)
   for (guint i = 0; i < log->len; i++)
     {
       TsChange *change = &g_array_index (log, TsChange, i);
-      if (change->row != NULL)
-        change->row->leaves[change->at.leaf].flags &= ~TS_LEAF_TOUCHED;
+      if (change->row != NULL && change->leaf != TS_NO_LEAF)
+        change->row->leaves[change->leaf].flags &= ~TS_LEAF_TOUCHED;
     }
   tree->changes = g_array_new (FALSE, FALSE, sizeof (TsChange));
   return log;
@@ -1480,11 +1480,12 @@ cmp_log_entry (gconstpointer a, gconstpointer b)
 {
   const LogEntry *x = a, *y = b;
   guint32 tx = x->table ? x->table->mark : 0, ty = y->table ? y->table->mark : 0;
+  guint32 rx = x->row ? x->row->mark : 0, ry = y->row ? y->row->mark : 0;
 
   if (tx != ty)
     return tx < ty ? -1 : 1;
-  if (x->row->mark != y->row->mark)
-    return x->row->mark < y->row->mark ? -1 : 1;
+  if (rx != ry)
+    return rx < ry ? -1 : 1;
   return x->order < y->order ? -1 : x->order > y->order;
 }
 
@@ -1557,18 +1558,22 @@ ts_stamp_tree_write_transaction_changes (TsStampTree *tree,
   for (guint i = 0; i < log->len; i++)
     {
       const TsChange *change = &g_array_index (log, TsChange, i);
-      LogEntry e = { change->table, change->row, change->at.leaf, i };
+      LogEntry e = { change->table, change->row, change->leaf, i };
+      gboolean is_value = change->names ? change->names[0] == NULL : change->table == NULL;
 
-      if (change->row == NULL)
-        continue;
-      if (change->table == NULL)
+      if (is_value)
         {
-          g_array_append_val (values, e);
+          if (change->leaf != TS_NO_LEAF)
+            g_array_append_val (values, e);
           continue;
         }
+      /* a changed cell whose table (or row, or only the cell) is gone
+       * from a replaced tree still lists the containers that remain */
+      if (change->table == NULL)
+        continue;
       if (change->table->mark == 0)
         change->table->mark = ++table_marks;
-      if (change->row->mark == 0)
+      if (change->row != NULL && change->row->mark == 0)
         change->row->mark = ++row_marks;
       g_array_append_val (tables, e);
     }
@@ -1595,7 +1600,7 @@ ts_stamp_tree_write_transaction_changes (TsStampTree *tree,
       LogEntry *e;
 
       for (e = first; e < end && e->table == table; e++)
-        if (e == first || e->row != (e - 1)->row)
+        if (e->row != NULL && (e == first || e->row != (e - 1)->row))
           g_ptr_array_add (row_starts, e);
       rorder = property_order (row_starts->pdata, row_starts->len, entry_row_key_at);
 
@@ -1606,15 +1611,16 @@ ts_stamp_tree_write_transaction_changes (TsStampTree *tree,
       for (guint32 rj = 0; rj < row_starts->len; rj++)
         {
           LogEntry *rfirst = row_starts->pdata[rorder ? rorder[rj] : rj];
-          LogEntry *r;
-          guint32 n = 0;
+          g_autoptr(GArray) leaves = g_array_new (FALSE, FALSE, sizeof (LogEntry));
 
-          for (r = rfirst; r < end && r->row == rfirst->row; r++)
-            n++;
+          for (LogEntry *r = rfirst; r < end && r->row == rfirst->row; r++)
+            if (r->leaf != TS_NO_LEAF)
+              g_array_append_val (leaves, *r);
           if (rj > 0)
             g_string_append_c (out, ',');
           write_key (out, rfirst->row->id, rfirst->row->id_len);
-          write_entry_leaves (out, rfirst, n, rfirst->row, form);
+          write_entry_leaves (out, (LogEntry *) (void *) leaves->data, leaves->len,
+                              rfirst->row, form);
         }
       g_string_append_c (out, '}');
       close_stamp (out, &table->hlc, table->hash, form);
@@ -1629,7 +1635,8 @@ ts_stamp_tree_write_transaction_changes (TsStampTree *tree,
     {
       LogEntry *e = &g_array_index (tables, LogEntry, i);
       e->table->mark = 0;
-      e->row->mark = 0;
+      if (e->row != NULL)
+        e->row->mark = 0;
     }
 }
 
@@ -1887,13 +1894,13 @@ load_leaves (TsStampTree      *tree,
   hlc_max (max_hlc, &row->hlc);
 }
 
-/* Points a log entry at the same names in the new tree, or makes it an
- * orphan when they are gone. */
+/* Points a log entry at the same names in the new tree; what is gone
+ * stays NULL (or TS_NO_LEAF) and the names are kept. */
 static void
-relocate_change (TsStampTree *tree,
-                 TsChange    *change,
-                 const char  *table_id, gsize table_len,
-                 const char  *row_id, gsize row_len,
+relocate_change (TsStampTree  *tree,
+                 TsChange     *change,
+                 const char   *table_id, gsize table_len,
+                 const char   *row_id, gsize row_len,
                  const TsAtom *cell)
 {
   TsRow *row = NULL;
@@ -1910,27 +1917,29 @@ relocate_change (TsStampTree *tree,
   if (row != NULL)
     idx = ts_row_leaf (row, (TsAtom *) cell, FALSE);
 
+  change->table = table;
+  change->row = row;
+  change->leaf = TS_NO_LEAF;
   if (idx >= 0 && !(row->leaves[idx].flags & TS_LEAF_TOUCHED))
     {
-      change->table = table;
-      change->row = row;
-      change->at.leaf = idx;
+      change->leaf = idx;
       row->leaves[idx].flags |= TS_LEAF_TOUCHED;
+      if (change->names == NULL)
+        return;
+      for (int i = 0; i < 3; i++)
+        g_free (change->names[i]);
+      g_clear_pointer (&change->names, g_free);
+      return;
     }
-  else
+  if (change->names == NULL)
     {
-      /* (table, row, cell) names; table and row NULL for a value */
-      char **names = g_new0 (char *, 3);
-
+      change->names = g_new0 (char *, 3);
       if (table_id != NULL)
         {
-          names[0] = g_strndup (table_id, table_len);
-          names[1] = g_strndup (row_id, row_len);
+          change->names[0] = g_strndup (table_id, table_len);
+          change->names[1] = g_strndup (row_id, row_len);
         }
-      names[2] = g_strndup (cell->str, cell->len);
-      change->table = NULL;
-      change->row = NULL;
-      change->at.orphan = names;
+      change->names[2] = g_strndup (cell->str, cell->len);
     }
 }
 
@@ -1990,15 +1999,18 @@ ts_stamp_tree_set_content (TsStampTree       *tree,
   for (guint i = 0; i < n_old_changes; i++)
     {
       TsChange *change = &g_array_index (tree->changes, TsChange, i);
-      TsRow *row = change->row;
+      const char *table_id, *row_id, *cell_id;
+      TsAtom *cell;
 
-      if (row == NULL)
-        continue;
-      if (change->table != NULL)
-        relocate_change (tree, change, change->table->id, change->table->id_len,
-                         row->id, row->id_len, row->leaves[change->at.leaf].id);
-      else
-        relocate_change (tree, change, NULL, 0, NULL, 0, row->leaves[change->at.leaf].id);
+      ts_change_get_ids (change, &table_id, &row_id, &cell_id);
+      cell = ts_stamp_tree_atom (tree, cell_id, strlen (cell_id), TRUE);
+      /* the ids point into the old tree (or names): copy them first */
+      {
+        g_autofree char *t = g_strdup (table_id);
+        g_autofree char *r = g_strdup (row_id);
+
+        relocate_change (tree, change, t, t ? strlen (t) : 0, r, r ? strlen (r) : 0, cell);
+      }
     }
 
   /* old live leaves not logged yet, in plain order */
@@ -2035,6 +2047,7 @@ ts_stamp_tree_set_content (TsStampTree       *tree,
 
                 if (leaf->flags & TS_LEAF_TOUCHED)
                   continue;
+                leaf->flags |= TS_LEAF_TOUCHED;
                 /* move the old value into the log */
                 change.old.kind = leaf->kind;
                 change.old.u.num = leaf->u.num;
@@ -2080,7 +2093,7 @@ ts_stamp_tree_set_content (TsStampTree       *tree,
             for (guint l = 0; l < n_leaves; l++)
               {
                 TsLeaf *leaf = &row->leaves[leaves[l]];
-                TsChange change = { table, row, { leaves[l] }, { TS_VAL_UNDEFINED, { 0 } } };
+                TsChange change = { table, row, leaves[l], { TS_VAL_UNDEFINED, { 0 } }, NULL };
 
                 if (leaf->flags & TS_LEAF_TOUCHED)
                   continue;
