@@ -3408,13 +3408,10 @@ ts_mergeable_store_del_listener (TsMergeableStore *self,
 
       if (l->id != listener_id || l->func == NULL)
         continue;
+      /* Only mark it: while listeners run (maybe this very one), freeing
+       * its data would pull it from under the caller. The data is released
+       * when the list is compacted, right away or after the emission. */
       l->func = NULL;
-      if (l->notify != NULL)
-        {
-          GDestroyNotify notify = l->notify;
-          l->notify = NULL;
-          notify (l->user_data);
-        }
       self->listeners_dirty = TRUE;
       compact_listeners (self);
       return;

@@ -1036,14 +1036,10 @@ class TestListeners(StoreTestCase):
         s.set_row_json('t', 'r', '{"a":1,"b":2}')
         self.assertEqual(calls, [('first', 'a'), ('first', 'b')])
 
-    # KNOWN BUG in ts_mergeable_store_del_listener(): it calls the listener's
-    # GDestroyNotify at once, even while that listener is running. PyGObject
-    # frees the callback's closure in the notify, so a listener that removes
-    # itself crashes Python (use after free, SIGSEGV; GJS defers the free and
-    # survives). Run in a child process so the crash cannot take the suite
-    # down; remove expectedFailure once notify is deferred until the
-    # emission ends.
-    @unittest.expectedFailure
+    # A listener that removes itself: the store must not release the
+    # listener's data (PyGObject's closure) while it runs. This crashed
+    # once (use after free); it runs in a child process so that a crash
+    # cannot take the suite down.
     def test_del_listener_from_itself(self):
         script = textwrap.dedent('''
             import gi
