@@ -11,5 +11,6 @@
 #include "ts-error.h"
 #include "ts-enums.h"
 #include "ts-mergeable-store.h"
+#include "ts-synchronizer.h"
 
 #undef TS_INSIDE
