@@ -931,6 +931,105 @@ test_parse_numbers_vs_strtod (void)
   g_rand_free (rand);
 }
 
+/* Random canonical JSON: strings with escapes and odd lengths, numbers,
+ * nested containers, object keys unique and not integer-like. */
+static void
+random_json (GRand   *rand,
+             GString *out,
+             int      depth)
+{
+  int kind = g_rand_int_range (rand, 0, depth > 4 ? 4 : 7);
+
+  switch (kind)
+    {
+    case 0:
+    case 1:
+      {
+        char buf[64];
+        int len = g_rand_int_range (rand, 0, 40);
+
+        for (int i = 0; i < len; i++)
+          {
+            int r = g_rand_int_range (rand, 0, 20);
+
+            buf[i] = r == 0 ? '"' : r == 1 ? '\\' : r == 2 ? '\n' : (char) g_rand_int_range (rand, 'a', 'z' + 1);
+          }
+        ts_json_write_string (out, buf, (gsize) len);
+        break;
+      }
+    case 2:
+      ts_json_write_number (out, g_rand_double_range (rand, -1e6, 1e6));
+      break;
+    case 3:
+      g_string_append (out, g_rand_boolean (rand) ? "true" : "null");
+      break;
+    case 4:
+    case 5:
+      {
+        int n = g_rand_int_range (rand, 0, 12);
+
+        g_string_append_c (out, '[');
+        for (int i = 0; i < n; i++)
+          {
+            if (i > 0)
+              g_string_append_c (out, ',');
+            random_json (rand, out, depth + 1);
+          }
+        g_string_append_c (out, ']');
+        break;
+      }
+    default:
+      {
+        int n = g_rand_int_range (rand, 0, 30);
+
+        g_string_append_c (out, '{');
+        for (int i = 0; i < n; i++)
+          {
+            if (i > 0)
+              g_string_append_c (out, ',');
+            g_string_append_printf (out, "\"k%d_%.*s\":", i, g_rand_int_range (rand, 0, 9), "xxxxxxxxx");
+            random_json (rand, out, depth + 1);
+          }
+        g_string_append_c (out, '}');
+        break;
+      }
+    }
+}
+
+/* Documents of many sizes: every arena chunk boundary is crossed with
+ * strings of odd lengths followed by aligned nodes. */
+static void
+test_parse_arena_stress (void)
+{
+  GRand *rand = g_rand_new_with_seed (5);
+  g_autoptr(GString) text = g_string_new (NULL);
+  guint n = 0;
+
+  for (guint round = 0; round < 600; round++)
+    {
+      g_autoptr(TsJsonDoc) doc = NULL;
+      g_autofree char *again = NULL;
+      gsize len = 0;
+      gsize target = (gsize) g_rand_int_range (rand, 1, 100000);
+
+      g_string_assign (text, "[");
+      while (text->len < target)
+        {
+          if (text->len > 1)
+            g_string_append_c (text, ',');
+          random_json (rand, text, 0);
+        }
+      g_string_append_c (text, ']');
+
+      doc = parse_ok (text->str, (gssize) text->len);
+      again = ts_json_node_to_string (root_of (doc), &len);
+      g_assert_cmpmem (again, len, text->str, text->len);
+      n++;
+    }
+  g_assert_cmpuint (n, ==, 600);
+  g_rand_free (rand);
+}
+
 static void
 test_parse_structure (void)
 {
@@ -1776,6 +1875,35 @@ generate_content (guint n_cells)
   return s;
 }
 
+/* A document big enough for the arena's largest (mmap) chunks. */
+static void
+test_parse_big_document (void)
+{
+  g_autoptr(GString) text = generate_content (200000);
+  g_autoptr(TsJsonDoc) doc = NULL;
+  g_autofree char *again = NULL;
+  const TsJsonNode *root, *tables, *table, *row, *cell;
+  gsize len = 0;
+
+  g_assert_cmpuint (text->len, >, 10 * 1024 * 1024);
+  doc = parse_ok (text->str, (gssize) text->len);
+  root = root_of (doc);
+  g_assert_cmpuint (root->len, ==, 2);
+  tables = &root->u.items[0].u.items[0];
+  g_assert_cmpuint (tables->len, ==, 20);
+  table = ts_json_object_get (doc, tables, "table19", 7);
+  g_assert_nonnull (table);
+  row = ts_json_object_get (doc, &table->u.items[0], "999", 3);
+  g_assert_nonnull (row);
+  cell = ts_json_object_get (doc, &row->u.items[0], "cell9", 5);
+  g_assert_nonnull (cell);
+  g_assert_cmpint (cell->u.items[0].type, ==, TS_JSON_NUMBER);
+  g_assert_cmpstr (cell->u.items[1].u.str, ==, "NsYwJkJ---l7JQY8");
+
+  again = ts_json_node_to_string (root, &len);
+  g_assert_cmpmem (again, len, text->str, text->len);
+}
+
 static void
 test_perf_parse (void)
 {
@@ -1890,6 +2018,7 @@ main (int    argc,
   g_test_add_func ("/tinysync/json/parse/numbers", test_parse_numbers);
   g_test_add_func ("/tinysync/json/parse/numbers-vs-strtod", test_parse_numbers_vs_strtod);
   g_test_add_func ("/tinysync/json/parse/structure", test_parse_structure);
+  g_test_add_func ("/tinysync/json/parse/arena-stress", test_parse_arena_stress);
   g_test_add_func ("/tinysync/json/parse/duplicates-and-order", test_parse_duplicates_and_order);
   g_test_add_func ("/tinysync/json/object-get", test_object_get);
   g_test_add_func ("/tinysync/json/is-array-index", test_is_array_index);
@@ -1901,6 +2030,7 @@ main (int    argc,
   g_test_add_func ("/tinysync/json/write/strings", test_write_strings);
   g_test_add_func ("/tinysync/json/write/node", test_write_node);
   g_test_add_func ("/tinysync/json/wtf8", test_wtf8);
+  g_test_add_func ("/tinysync/json/parse/big-document", test_parse_big_document);
   g_test_add_func ("/tinysync/json/perf/parse", test_perf_parse);
   g_test_add_func ("/tinysync/json/perf/numbers", test_perf_numbers);
 

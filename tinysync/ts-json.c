@@ -56,10 +56,13 @@ typedef struct {
   gsize       next_size;
 } Arena;
 
-/* Big chunks come straight from mmap () with MAP_POPULATE (and a hint for
- * transparent huge pages): a document of tens of megabytes otherwise spends
- * much of its parse time taking first-touch page faults one by one. */
-#define BIG_CHUNK ((gsize) 1024 * 1024)
+/* Chunks of 8 MiB and more (only documents of many megabytes get them)
+ * come straight from mmap () with MAP_POPULATE, and a hint for transparent
+ * huge pages: such a document otherwise spends much of its parse time in
+ * first-touch page faults, one per 4 KiB. Smaller chunks use g_malloc (),
+ * whose heap recycles memory between documents without any fault. */
+#define POPULATE_MIN ((gsize) 8 * 1024 * 1024)
+#define MAP_ROUND    ((gsize) 2 * 1024 * 1024)
 
 static ArenaChunk *
 chunk_new (gsize size)
@@ -68,20 +71,33 @@ chunk_new (gsize size)
   gsize total = sizeof (ArenaChunk) + size;
 
 #if defined(G_OS_UNIX) && defined(MAP_ANONYMOUS)
-  if (total >= BIG_CHUNK)
+  if (total >= POPULATE_MIN)
     {
       int flags = MAP_PRIVATE | MAP_ANONYMOUS;
       void *mem;
 
-# ifdef MAP_POPULATE
+# if defined(MAP_POPULATE) && !defined(MADV_POPULATE_WRITE)
       flags |= MAP_POPULATE;
 # endif
-      total = (total + BIG_CHUNK - 1) & ~(BIG_CHUNK - 1);
-      mem = mmap (NULL, total, PROT_READ | PROT_WRITE, flags, -1, 0);
+      total = (total + MAP_ROUND - 1) & ~(MAP_ROUND - 1);
+      /* 2 MiB aligned, so that huge pages can back all of it */
+      mem = mmap (NULL, total + MAP_ROUND, PROT_READ | PROT_WRITE, flags, -1, 0);
       if (mem != MAP_FAILED)
         {
+          gsize head = (MAP_ROUND - ((guintptr) mem & (MAP_ROUND - 1))) & (MAP_ROUND - 1);
+
+          if (head > 0)
+            munmap (mem, head);
+          if (MAP_ROUND - head > 0)
+            munmap ((char *) mem + head + total, MAP_ROUND - head);
+          mem = (char *) mem + head;
+          /* Huge pages first (if any), then populate; both are hints and
+           * their failure (older kernels) is harmless. */
 # ifdef MADV_HUGEPAGE
           madvise (mem, total, MADV_HUGEPAGE);
+# endif
+# ifdef MADV_POPULATE_WRITE
+          madvise (mem, total, MADV_POPULATE_WRITE);
 # endif
           c = mem;
           c->mapped_len = total;
@@ -90,7 +106,8 @@ chunk_new (gsize size)
         }
     }
 #endif
-  c = g_malloc (total);
+  size = (size + (ARENA_ALIGN - 1)) & ~(gsize) (ARENA_ALIGN - 1);
+  c = g_malloc (sizeof (ArenaChunk) + size);
   c->mapped_len = 0;
   c->size = size;
   return c;
@@ -160,7 +177,8 @@ arena_alloc_slow (Arena *arena,
       return c->data;
     }
 
-  c = chunk_new (arena->next_size);
+  /* header included, so that chunks are round sizes */
+  c = chunk_new (arena->next_size - sizeof (ArenaChunk));
   c->next = arena->chunks;
   arena->chunks = c;
   arena->pos = (char *) c->data;
@@ -180,7 +198,8 @@ arena_alloc (Arena *arena,
   char *p = (char *) (((guintptr) arena->pos + (ARENA_ALIGN - 1)) & ~(guintptr) (ARENA_ALIGN - 1));
 
   size = (size + (ARENA_ALIGN - 1)) & ~(gsize) (ARENA_ALIGN - 1);
-  if (G_LIKELY (arena->pos != NULL && (gsize) (arena->end - p) >= size))
+  /* (aligning may step past the end of the chunk) */
+  if (G_LIKELY (arena->pos != NULL && p <= arena->end && (gsize) (arena->end - p) >= size))
     {
       arena->pos = p + size;
       return p;
