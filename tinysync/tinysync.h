@@ -12,5 +12,6 @@
 #include "ts-enums.h"
 #include "ts-mergeable-store.h"
 #include "ts-synchronizer.h"
+#include "ts-ws-synchronizer.h"
 
 #undef TS_INSIDE

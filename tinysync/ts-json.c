@@ -10,9 +10,11 @@
  *
  * The number writer implements ECMA-262 Number::toString: integers below
  * 2^53 are formatted directly; short decimals are recognised with an exact
- * floating-point test; everything else searches the shortest round-trip
- * precision with "%.*e" and g_ascii_strtod(). The text is always assembled
- * here from the bare digits, so the C locale's decimal point never leaks in.
+ * floating-point test; for 2^-10 <= |x| < 2^100 the shortest (then nearest)
+ * decimal inside the rounding interval of x is found exactly with 128-bit
+ * integers; elsewhere the shortest round-trip precision is searched with
+ * "%.*e" and g_ascii_strtod(). The text is always assembled here from the
+ * bare digits, so the C locale's decimal point never leaks in.
  */
 
 #include "config.h"
@@ -57,8 +59,8 @@ typedef struct {
 } Arena;
 
 /* Chunks of 8 MiB and more (only documents of many megabytes get them)
- * come straight from mmap () with MAP_POPULATE, and a hint for transparent
- * huge pages: such a document otherwise spends much of its parse time in
+ * are 2 MiB aligned mmap ()s, advised to use transparent huge pages and then
+ * populated: such a document otherwise spends much of its parse time in
  * first-touch page faults, one per 4 KiB. Smaller chunks use g_malloc (),
  * whose heap recycles memory between documents without any fault. */
 #define POPULATE_MIN ((gsize) 8 * 1024 * 1024)
@@ -246,7 +248,7 @@ typedef struct {
 struct _TsJsonDoc {
   Arena       arena;
   TsJsonNode  root;
-  GHashTable *indexes;   /* const TsJsonMember * -> ObjectIndex * (in the arena) */
+  GHashTable *indexes;   /* const TsJsonMember * -> ObjectIndex * (owned) */
 };
 
 /* Objects with more members than this are looked up through an index, and
@@ -311,18 +313,17 @@ ts_json_doc_free (TsJsonDoc *doc)
 }
 
 static ObjectIndex *
-object_index_build (TsJsonDoc        *doc,
-                    const TsJsonNode *object)
+object_index_build (const TsJsonNode *object)
 {
-  guint32 cap = 16;
+  guint64 cap = 16;
   ObjectIndex *index;
 
-  while (cap < 2 * object->len)
+  while (cap < 2 * (guint64) object->len)
     cap *= 2;
 
-  index = arena_alloc (&doc->arena, sizeof (ObjectIndex) + cap * sizeof (guint32));
-  index->mask = cap - 1;
-  memset (index->slots, 0, cap * sizeof (guint32));
+  /* Not from the arena: after a big parse that could start a new chunk. */
+  index = g_malloc0 (sizeof (ObjectIndex) + cap * sizeof (guint32));
+  index->mask = (guint32) (cap - 1);
 
   for (guint32 i = 0; i < object->len; i++)
     {
@@ -365,11 +366,11 @@ ts_json_object_get (TsJsonDoc        *doc,
     }
 
   if (doc->indexes == NULL)
-    doc->indexes = g_hash_table_new (NULL, NULL);
+    doc->indexes = g_hash_table_new_full (NULL, NULL, NULL, g_free);
   index = g_hash_table_lookup (doc->indexes, object->u.members);
   if (index == NULL)
     {
-      index = object_index_build (doc, object);
+      index = object_index_build (object);
       g_hash_table_insert (doc->indexes, (gpointer) object->u.members, index);
     }
 
@@ -837,7 +838,7 @@ parse_string (Parser      *ps,
   return TRUE;
 }
 
-static const double exact_pow10[23] = {
+static const double exact_pow10[23] G_GNUC_UNUSED = {
   1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
   1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
 };
