@@ -13,5 +13,6 @@
 #include "ts-mergeable-store.h"
 #include "ts-synchronizer.h"
 #include "ts-ws-synchronizer.h"
+#include "ts-ws-server.h"
 
 #undef TS_INSIDE

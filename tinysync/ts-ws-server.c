@@ -1,0 +1,1646 @@
+/* ts-ws-server.c: a TinyBase-compatible WebSocket relay server
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * PROTOCOL.md sections 12 to 14 (WsServer without server stores).
+ */
+#include "config.h"
+
+#include <string.h>
+
+#include "ts-error.h"
+#include "ts-payload-private.h"
+#include "ts-private.h"
+#include "ts-ws-io-private.h"
+#include "ts-ws-server.h"
+
+/**
+ * TsWsServer:
+ *
+ * Relays TinyBase synchronizer traffic between WebSocket clients, like
+ * TinyBase's `createWsServer` without server-side stores.
+ *
+ * A `TsWsServer` answers WebSocket upgrades on every path of a
+ * [class@Soup.Server] that the caller creates and listens on. The server
+ * must be created with [property@Soup.Server:raw-paths] set to %TRUE (the
+ * property is construct-only), so that rooms are named from the request
+ * target exactly as TinyBase names them:
+ *
+ * ```c
+ * g_autoptr(SoupServer) soup = soup_server_new ("raw-paths", TRUE, NULL);
+ * g_autoptr(TsWsServer) server = ts_ws_server_new (soup);
+ *
+ * if (!soup_server_listen_local (soup, 8047, SOUP_SERVER_LISTEN_IPV4_ONLY, &error))
+ *   return FALSE;
+ * ```
+ *
+ * ## Rooms and clients
+ *
+ * A connection joins the **room** named by its path id: the raw request
+ * target after the first `/` and up to the first `?`, without any
+ * percent-decoding (`ws://host/shop/pets?x=1` is room `shop/pets`,
+ * `ws://host/` is room `""`). Its **client id** is the value of its
+ * `Sec-WebSocket-Key` header. A client that negotiated the `tinybase`
+ * subprotocol runs in multiplexed mode: after its Hello it subscribes to
+ * channels, each of which is the room `base/channel` (or `channel` when
+ * the base path is empty), so multiplexed and legacy clients of the same
+ * room talk to each other.
+ *
+ * Every payload is validated; a message addressed to no one (the empty
+ * client id) goes to every other client of the room, one addressed to a
+ * client id only to that client, with the sender's id in place of the
+ * recipient's. The remainder of the payload is relayed byte for byte,
+ * and a fragmented message is relayed as its original fragments once it is
+ * complete and valid. A client that sends an invalid payload is closed
+ * with code 1007 and reason `tinybase:14`, one that goes past a limit with
+ * code 1013 and `tinybase:15:…`; the other clients never notice.
+ *
+ * The [signal@Tinysync.WsServer::path-added],
+ * [signal@Tinysync.WsServer::path-removed],
+ * [signal@Tinysync.WsServer::client-added] and
+ * [signal@Tinysync.WsServer::client-removed] signals are TinyBase's path
+ * id and client id listeners; [signal@Tinysync.WsServer::accept-client]
+ * can refuse connections; [signal@Tinysync.WsServer::ignored-error]
+ * receives what TinyBase passes to `onIgnoredError`.
+ *
+ * ## Differences from TinyBase
+ *
+ * - A connection presenting a `Sec-WebSocket-Key` that a live connection
+ *   of this server already uses is refused with HTTP status 409 instead of
+ *   taking over the other connection's client id.
+ * - Back-pressure: libsoup has no `bufferedAmount`. The server counts the
+ *   bytes of the frames it hands to each connection and the bytes that
+ *   actually reached its socket; a client whose queued bytes plus a new
+ *   payload would pass [property@Tinysync.WsServer:max-message-size] is
+ *   closed with 1013 `tinybase:15:socket`, as TinyBase does.
+ * - A message made of several WebSocket frames is also bounded: once its
+ *   frames add up to more than max-message-size plus 64 KiB, the client
+ *   is closed with 1013 `tinybase:15:socket` (TinyBase's `ws` accepts up
+ *   to 100 MiB).
+ * - A client offering only subprotocols other than `tinybase` gets the
+ *   first one it offered, like `ws`; a multiplexed Subscribe whose channel
+ *   id contains a NUL character or a lone surrogate is invalid.
+ * - Messages addressed to the server store `S` are dropped: server-side
+ *   stores are not supported yet.
+ *
+ * `TsWsServer` handles the root path of the [class@Soup.Server]: handlers
+ * the caller adds for more specific paths take precedence, and any other
+ * plain HTTP request gets a 400 response.
+ *
+ * Since: 1.0
+ */
+
+/* The frames of one incoming message may pass max-message-size by this
+ * much before the socket is cut off: the payload decoder then sees the
+ * oversized text and gives TinyBase's exact close reason. */
+#define FRAME_SLACK (64 * 1024)
+
+#define WS_CLOSE_TRY_AGAIN_LATER 1013
+
+struct _TsWsServer {
+  GObject     parent_instance;
+
+  SoupServer *server;
+  gboolean    attached;
+  gboolean    destroyed;
+
+  guint64     max_message_size;
+  double      request_timeout;
+
+  GHashTable *rooms;       /* path id → Room (owned) */
+  GPtrArray  *room_order;  /* Room (borrowed), in creation order */
+  GHashTable *keys;        /* client id → Client (borrowed), live connections */
+  GHashTable *pending;     /* client id → Pending (owned), upgrades in flight */
+  GPtrArray  *clients;     /* Client (owned references) */
+};
+
+G_DEFINE_FINAL_TYPE (TsWsServer, ts_ws_server, G_TYPE_OBJECT)
+
+enum {
+  PROP_0,
+  PROP_SERVER,
+  PROP_MAX_MESSAGE_SIZE,
+  PROP_REQUEST_TIMEOUT,
+  N_PROPS
+};
+
+static GParamSpec *properties[N_PROPS];
+
+enum {
+  PATH_ADDED,
+  PATH_REMOVED,
+  CLIENT_ADDED,
+  CLIENT_REMOVED,
+  ACCEPT_CLIENT,
+  IGNORED_ERROR,
+  N_SIGNALS
+};
+
+static guint signals[N_SIGNALS];
+
+typedef struct _Client Client;
+typedef struct _Room   Room;
+
+/* A client's presence in one room: the legacy socket's room, or one
+ * channel of a multiplexed socket. Owned by the client; the room borrows
+ * it while joined. */
+typedef struct {
+  Client           *client;      /* weak */
+  Room             *room;        /* weak, NULL when not joined */
+  char             *channel_id;  /* NULL for a legacy socket */
+  TsPayloadDecoder *decoder;
+} Member;
+
+struct _Room {
+  char       *path_id;
+  GHashTable *members;  /* client id → Member (borrowed) */
+  GPtrArray  *order;    /* Member (borrowed), in join order */
+  /* A room-level server store peer ("S", createPersisterForPath) will
+   * live here; until then messages addressed to it are dropped. */
+};
+
+struct _Client {
+  grefcount                ref_count;
+  TsWsServer              *server;     /* weak, NULL once detached */
+  SoupWebsocketConnection *conn;
+  TsWsIOStream            *io;
+  char                    *id;
+  char                    *base_path;
+  gboolean                 multiple;
+  gboolean                 negotiated;
+  gboolean                 failed;
+  gboolean                 close_called;
+  TsPayloadBudget         *budget;
+  double                   lifetime;   /* incomplete fragments, seconds */
+  Member                  *legacy;
+  GHashTable              *channels;   /* channel id → Member (owned) */
+  guint64                  queued;     /* frame bytes handed to libsoup */
+  GSource                 *expiry;
+  gint64                   expiry_at;
+};
+
+typedef struct {
+  TsWsServer        *server;   /* weak: the server owns the Pending */
+  SoupServerMessage *msg;
+  char              *key;
+  char              *path_id;
+  char              *protocol;
+} Pending;
+
+/* ---- Small helpers ------------------------------------------------------ */
+
+static void
+release_connection_cb (SoupWebsocketConnection *conn,
+                       gpointer                 data)
+{
+  g_object_unref (conn);
+}
+
+/* Keeps conn alive until it finishes closing (unreffing an open connection
+ * is a dirty close), then drops it. Takes over the caller's reference. */
+static void
+release_connection (SoupWebsocketConnection *conn)
+{
+  if (soup_websocket_connection_get_state (conn) == SOUP_WEBSOCKET_STATE_CLOSED)
+    {
+      g_object_unref (conn);
+      return;
+    }
+  g_signal_connect (conn, "closed", G_CALLBACK (release_connection_cb), NULL);
+}
+
+/* Codes soup_websocket_connection_close() sends as given (3.2.3). */
+static gboolean
+soup_sends_code (guint16 code)
+{
+  switch (code)
+    {
+    case SOUP_WEBSOCKET_CLOSE_NORMAL:
+    case SOUP_WEBSOCKET_CLOSE_GOING_AWAY:
+    case SOUP_WEBSOCKET_CLOSE_PROTOCOL_ERROR:
+    case SOUP_WEBSOCKET_CLOSE_UNSUPPORTED_DATA:
+    case SOUP_WEBSOCKET_CLOSE_NO_STATUS:
+    case SOUP_WEBSOCKET_CLOSE_BAD_DATA:
+    case SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION:
+    case SOUP_WEBSOCKET_CLOSE_TOO_BIG:
+    case SOUP_WEBSOCKET_CLOSE_SERVER_ERROR:
+      return TRUE;
+    default:
+      return code >= 3000 && code < 5000;
+    }
+}
+
+static char *
+strndup_checked (const char *s,
+                 gsize       len)
+{
+  if (memchr (s, '\0', len) != NULL || !g_utf8_validate (s, (gssize) len, NULL))
+    return NULL;
+  return g_strndup (s, len);
+}
+
+/* ---- Members and rooms -------------------------------------------------- */
+
+static Member *
+member_new (Client     *client,
+            const char *channel_id)
+{
+  Member *member = g_new0 (Member, 1);
+
+  member->client = client;
+  member->channel_id = g_strdup (channel_id);
+  member->decoder = ts_payload_decoder_new (client->budget, client->lifetime);
+  return member;
+}
+
+static void
+member_free (Member *member)
+{
+  g_assert (member->room == NULL);
+
+  ts_payload_decoder_free (member->decoder);
+  g_free (member->channel_id);
+  g_free (member);
+}
+
+static Room *
+room_new (const char *path_id)
+{
+  Room *room = g_new0 (Room, 1);
+
+  room->path_id = g_strdup (path_id);
+  room->members = g_hash_table_new (g_str_hash, g_str_equal);
+  room->order = g_ptr_array_new ();
+  return room;
+}
+
+static void
+room_free (Room *room)
+{
+  g_hash_table_unref (room->members);
+  g_ptr_array_unref (room->order);
+  g_free (room->path_id);
+  g_free (room);
+}
+
+static void
+room_join (TsWsServer *self,
+           const char *path_id,
+           Member     *member)
+{
+  g_autofree char *path = g_strdup (path_id);
+  g_autofree char *id = g_strdup (member->client->id);
+  Room *room;
+  gboolean created = FALSE;
+
+  g_assert (member->room == NULL);
+
+  room = g_hash_table_lookup (self->rooms, path_id);
+  if (room == NULL)
+    {
+      room = room_new (path_id);
+      g_hash_table_insert (self->rooms, room->path_id, room);
+      g_ptr_array_add (self->room_order, room);
+      created = TRUE;
+    }
+  g_assert (!g_hash_table_contains (room->members, member->client->id));
+  g_hash_table_insert (room->members, member->client->id, member);
+  g_ptr_array_add (room->order, member);
+  member->room = room;
+
+  g_object_ref (self);
+  if (created)
+    g_signal_emit (self, signals[PATH_ADDED], 0, path);
+  g_signal_emit (self, signals[CLIENT_ADDED], 0, path, id);
+  g_object_unref (self);
+}
+
+static void
+room_leave (TsWsServer *self,
+            Member     *member)
+{
+  Room *room = member->room;
+  g_autofree char *path = NULL;
+  g_autofree char *id = NULL;
+  gboolean empty;
+
+  if (room == NULL)
+    return;
+
+  member->room = NULL;
+  g_hash_table_remove (room->members, member->client->id);
+  g_ptr_array_remove (room->order, member);
+  path = g_strdup (room->path_id);
+  id = g_strdup (member->client->id);
+  empty = room->order->len == 0;
+  if (empty)
+    {
+      g_ptr_array_remove (self->room_order, room);
+      g_hash_table_remove (self->rooms, path);
+    }
+
+  g_object_ref (self);
+  g_signal_emit (self, signals[CLIENT_REMOVED], 0, path, id);
+  if (empty)
+    g_signal_emit (self, signals[PATH_REMOVED], 0, path);
+  g_object_unref (self);
+}
+
+/* ---- Clients ------------------------------------------------------------ */
+
+static Client *
+client_ref (Client *client)
+{
+  g_ref_count_inc (&client->ref_count);
+  return client;
+}
+
+static void
+client_unref (Client *client)
+{
+  if (!g_ref_count_dec (&client->ref_count))
+    return;
+
+  g_assert (client->server == NULL);
+
+  if (client->expiry != NULL)
+    {
+      g_source_destroy (client->expiry);
+      g_clear_pointer (&client->expiry, g_source_unref);
+    }
+  g_clear_pointer (&client->legacy, member_free);
+  g_clear_pointer (&client->channels, g_hash_table_unref);
+  g_clear_pointer (&client->budget, ts_payload_budget_unref);
+  g_clear_object (&client->io);
+  g_free (client->id);
+  g_free (client->base_path);
+  g_free (client);
+}
+
+G_DEFINE_AUTOPTR_CLEANUP_FUNC (Client, client_unref)
+
+static void
+client_close (Client     *client,
+              guint16     code,
+              const char *reason)
+{
+  if (client->close_called)
+    return;
+  client->close_called = TRUE;
+  if (soup_websocket_connection_get_state (client->conn) != SOUP_WEBSOCKET_STATE_OPEN)
+    return;
+
+  if (!soup_sends_code (code))
+    {
+      /* libsoup would turn this code into a protocol error: send a code it
+       * knows and let the stream put the real one on the wire. */
+      ts_ws_io_stream_override_close_code (client->io, code);
+      code = SOUP_WEBSOCKET_CLOSE_NORMAL;
+    }
+  soup_websocket_connection_close (client->conn, code, reason);
+}
+
+static void
+report (TsWsServer *self,
+        GError     *error)
+{
+  g_object_ref (self);
+  g_signal_emit (self, signals[IGNORED_ERROR], 0, error);
+  g_object_unref (self);
+}
+
+/* The first invalid or overflowing thing on a socket: report it, then
+ * close the socket with the matching code and reason (12.4). sending: the
+ * problem is a payload for this client rather than from it. */
+static void
+client_fail (TsWsServer      *self,
+             Client          *client,
+             TsPayloadStatus  status,
+             gboolean         sending)
+{
+  g_autoptr(GError) error = NULL;
+  const char *reason = ts_payload_status_reason (status);
+
+  if (client->failed || client->server == NULL)
+    return;
+  client->failed = TRUE;
+  ts_payload_budget_fail (client->budget, status);
+
+  if (sending)
+    error = g_error_new (TS_ERROR, TS_ERROR_OVERFLOW,
+                         _("Too much data queued for client %s (%s)"), client->id, reason);
+  else if (ts_payload_status_is_overflow (status))
+    error = g_error_new (TS_ERROR, TS_ERROR_OVERFLOW,
+                         _("Client %s went past a limit (%s)"), client->id, reason);
+  else
+    error = g_error_new (TS_ERROR, TS_ERROR_INVALID_MESSAGE,
+                         _("Invalid payload from client %s (%s)"), client->id, reason);
+
+  client_ref (client);
+  report (self, error);
+  client_close (client, ts_payload_status_close_code (status), reason);
+  client_unref (client);
+}
+
+/* Sends one payload if the socket is open, closing it instead if the
+ * payload is too big or too much is queued (14.3). */
+static gboolean
+client_send (TsWsServer *self,
+             Client     *client,
+             GBytes     *payload)
+{
+  gsize size = g_bytes_get_size (payload);
+  gsize max = ts_payload_budget_get_max_payload_size (client->budget);
+  guint64 written, buffered;
+
+  if (client->failed || client->close_called || client->server == NULL ||
+      soup_websocket_connection_get_state (client->conn) != SOUP_WEBSOCKET_STATE_OPEN)
+    return FALSE;
+
+  written = ts_ws_io_stream_get_data_bytes_written (client->io);
+  buffered = client->queued > written ? client->queued - written : 0;
+  if (size > max || buffered > max - size)
+    {
+      client_fail (self, client, TS_PAYLOAD_OVERFLOW_SOCKET, TRUE);
+      return FALSE;
+    }
+
+  client->queued += ts_ws_frame_size (size);
+  soup_websocket_connection_send_message (client->conn, SOUP_WEBSOCKET_DATA_TEXT, payload);
+  return TRUE;
+}
+
+static gboolean client_expire (gpointer data);
+
+static void
+client_schedule_expiry (Client *client)
+{
+  gint64 next = -1, now;
+  GHashTableIter iter;
+  gpointer value;
+
+  if (client->server == NULL)
+    return;
+
+  if (client->legacy != NULL)
+    next = ts_payload_decoder_get_next_expiry (client->legacy->decoder);
+  if (client->channels != NULL)
+    {
+      g_hash_table_iter_init (&iter, client->channels);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        {
+          gint64 at = ts_payload_decoder_get_next_expiry (((Member *) value)->decoder);
+
+          if (at >= 0 && (next < 0 || at < next))
+            next = at;
+        }
+    }
+
+  if (client->expiry != NULL && (next < 0 || next < client->expiry_at))
+    {
+      g_source_destroy (client->expiry);
+      g_clear_pointer (&client->expiry, g_source_unref);
+    }
+  if (next < 0 || client->expiry != NULL)
+    return;
+
+  now = g_get_monotonic_time ();
+  client->expiry_at = next;
+  client->expiry = g_timeout_source_new (next > now ? (guint) ((next - now + 999) / 1000) : 0);
+  g_source_set_callback (client->expiry, client_expire, client, NULL);
+  g_source_set_static_name (client->expiry, "[tinysync] fragment expiry");
+  g_source_attach (client->expiry, g_main_context_get_thread_default ());
+}
+
+/* Releases incomplete fragmented messages that lived too long (the
+ * decoder also drops them on the next frame; this frees memory early). */
+static gboolean
+client_expire (gpointer data)
+{
+  Client *client = data;
+  gint64 now = g_get_monotonic_time ();
+  GHashTableIter iter;
+  gpointer value;
+
+  g_clear_pointer (&client->expiry, g_source_unref);
+  if (client->legacy != NULL)
+    ts_payload_decoder_expire (client->legacy->decoder, now);
+  if (client->channels != NULL)
+    {
+      g_hash_table_iter_init (&iter, client->channels);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        ts_payload_decoder_expire (((Member *) value)->decoder, now);
+    }
+  client_schedule_expiry (client);
+  return G_SOURCE_REMOVE;
+}
+
+/* ---- Routing (14.3) ----------------------------------------------------- */
+
+typedef struct {
+  Client *client;
+  char   *channel_id;
+} Recipient;
+
+static void
+recipient_clear (gpointer data)
+{
+  Recipient *recipient = data;
+
+  g_clear_pointer (&recipient->client, client_unref);
+  g_clear_pointer (&recipient->channel_id, g_free);
+}
+
+static void
+add_recipient (GArray *recipients,
+               Member *member)
+{
+  Recipient recipient = { client_ref (member->client), g_strdup (member->channel_id) };
+
+  g_array_append_val (recipients, recipient);
+}
+
+static void
+deliver (TsWsServer       *self,
+         const Recipient  *recipient,
+         const char       *from,
+         GPtrArray        *remainders)
+{
+  for (guint i = 0; i < remainders->len; i++)
+    {
+      GBytes *remainder = g_ptr_array_index (remainders, i);
+      gsize len;
+      const char *text = g_bytes_get_data (remainder, &len);
+      g_autoptr(GBytes) payload = ts_payload_build (from, -1, text, len);
+
+      if (recipient->channel_id != NULL)
+        {
+          const char *inner = g_bytes_get_data (payload, &len);
+          GBytes *wrapped = ts_multiplex_wrap (recipient->channel_id, -1, inner, len);
+
+          g_bytes_unref (payload);
+          payload = wrapped;
+        }
+      if (!client_send (self, recipient->client, payload))
+        break;
+    }
+}
+
+static void
+route (TsWsServer       *self,
+       Member           *sender,
+       TsPayloadMessage *message)
+{
+  g_autoptr(GArray) recipients = NULL;
+  g_autofree char *from = NULL;
+  Room *room = sender->room;
+  const char *to = message->client_id;
+  gsize to_len = message->client_id_len;
+
+  /* Routed only while the sender is in the room's client table. */
+  if (room == NULL || g_hash_table_lookup (room->members, sender->client->id) != sender)
+    return;
+
+  recipients = g_array_new (FALSE, FALSE, sizeof (Recipient));
+  g_array_set_clear_func (recipients, recipient_clear);
+
+  if (to_len == 0)
+    {
+      /* Broadcast: the server store (none yet) and every other client. */
+      for (guint i = 0; i < room->order->len; i++)
+        {
+          Member *member = g_ptr_array_index (room->order, i);
+
+          if (member != sender)
+            add_recipient (recipients, member);
+        }
+    }
+  else if (to_len == 1 && to[0] == TS_PAYLOAD_SERVER_ID[0])
+    {
+      /* The room's server store: there is none, drop. */
+      return;
+    }
+  else if (strlen (to) == to_len)
+    {
+      Member *member = g_hash_table_lookup (room->members, to);
+
+      if (member != NULL)
+        add_recipient (recipients, member);
+    }
+
+  from = g_strdup (sender->client->id);
+  for (guint i = 0; i < recipients->len; i++)
+    deliver (self, &g_array_index (recipients, Recipient, i), from, message->remainders);
+}
+
+static void
+handle_payload (TsWsServer *self,
+                Client     *client,
+                Member     *member,
+                const char *text,
+                gsize       len)
+{
+  g_autoptr(TsPayloadMessage) message = NULL;
+  TsPayloadStatus status = TS_PAYLOAD_OK;
+
+  switch (ts_payload_decoder_decode (member->decoder, text, len, g_get_monotonic_time (),
+                                     &message, &status))
+    {
+    case TS_PAYLOAD_RESULT_MESSAGE:
+      route (self, member, message);
+      break;
+    case TS_PAYLOAD_RESULT_ERROR:
+      client_fail (self, client, status, FALSE);
+      break;
+    case TS_PAYLOAD_RESULT_BUFFERED:
+    case TS_PAYLOAD_RESULT_IGNORED:
+    case TS_PAYLOAD_RESULT_CONTROL:
+    case TS_PAYLOAD_RESULT_CHANNEL:
+    default:
+      break;
+    }
+}
+
+/* ---- Multiplexed sockets (13.5) ----------------------------------------- */
+
+static void
+send_echo (TsWsServer             *self,
+           Client                 *client,
+           const TsMultiplexFrame *frame)
+{
+  g_autoptr(GBytes) echo = ts_multiplex_encode_echo (frame);
+
+  client_send (self, client, echo);
+}
+
+static void
+handle_control (TsWsServer             *self,
+                Client                 *client,
+                const TsMultiplexFrame *frame)
+{
+  g_autofree char *channel_id = NULL;
+  gboolean subscribed = FALSE;
+  guint n_channels = g_hash_table_size (client->channels);
+  TsMultiplexServerAction action;
+
+  if (frame->channel_id != NULL)
+    {
+      channel_id = strndup_checked (frame->channel_id, frame->channel_id_len);
+      subscribed = channel_id != NULL && g_hash_table_contains (client->channels, channel_id);
+    }
+
+  action = ts_multiplex_server_action (frame, client->negotiated, subscribed,
+                                       n_channels, n_channels);
+  if ((action == TS_MULTIPLEX_ACTION_SUBSCRIBE || action == TS_MULTIPLEX_ACTION_UNSUBSCRIBE ||
+       action == TS_MULTIPLEX_ACTION_ECHO) && channel_id == NULL)
+    {
+      /* A channel id with a NUL or a lone surrogate: it can name no room. */
+      client_fail (self, client, TS_PAYLOAD_INVALID, FALSE);
+      return;
+    }
+
+  switch (action)
+    {
+    case TS_MULTIPLEX_ACTION_HELLO:
+      client->negotiated = TRUE;
+      send_echo (self, client, frame);
+      break;
+
+    case TS_MULTIPLEX_ACTION_SUBSCRIBE:
+      {
+        Member *member = member_new (client, channel_id);
+        g_autofree char *path_id = ts_multiplex_room_path (client->base_path, channel_id);
+
+        g_hash_table_insert (client->channels, member->channel_id, member);
+        room_join (self, path_id, member);
+        send_echo (self, client, frame);
+      }
+      break;
+
+    case TS_MULTIPLEX_ACTION_ECHO:
+      send_echo (self, client, frame);
+      break;
+
+    case TS_MULTIPLEX_ACTION_UNSUBSCRIBE:
+      {
+        Member *member = g_hash_table_lookup (client->channels, channel_id);
+
+        if (member != NULL)
+          {
+            g_hash_table_steal (client->channels, channel_id);
+            room_leave (self, member);
+            member_free (member);
+          }
+      }
+      break;
+
+    case TS_MULTIPLEX_ACTION_OVERFLOW:
+      client_fail (self, client, TS_PAYLOAD_OVERFLOW_CHANNELS, FALSE);
+      break;
+
+    case TS_MULTIPLEX_ACTION_IGNORE:
+    default:
+      break;
+    }
+}
+
+static void
+handle_multiplexed (TsWsServer *self,
+                    Client     *client,
+                    const char *text,
+                    gsize       len)
+{
+  TsMultiplexFrame frame;
+  TsPayloadStatus status = TS_PAYLOAD_OK;
+
+  switch (ts_multiplex_decode (client->budget, text, len, &frame, &status))
+    {
+    case TS_PAYLOAD_RESULT_CONTROL:
+      handle_control (self, client, &frame);
+      break;
+
+    case TS_PAYLOAD_RESULT_CHANNEL:
+      {
+        g_autofree char *channel_id = strndup_checked (frame.channel_id, frame.channel_id_len);
+        Member *member = channel_id ? g_hash_table_lookup (client->channels, channel_id) : NULL;
+
+        /* Includes every channel payload before Hello. */
+        if (member == NULL)
+          client_fail (self, client, TS_PAYLOAD_INVALID, FALSE);
+        else
+          handle_payload (self, client, member, frame.inner, frame.inner_len);
+      }
+      break;
+
+    case TS_PAYLOAD_RESULT_ERROR:
+      client_fail (self, client, status, FALSE);
+      break;
+
+    case TS_PAYLOAD_RESULT_IGNORED:
+    case TS_PAYLOAD_RESULT_MESSAGE:
+    case TS_PAYLOAD_RESULT_BUFFERED:
+    default:
+      break;
+    }
+  ts_multiplex_frame_clear (&frame);
+}
+
+/* ---- Connection signals ------------------------------------------------- */
+
+static void
+on_message (SoupWebsocketConnection *conn,
+            int                      type,
+            GBytes                  *bytes,
+            gpointer                 data)
+{
+  Client *client = data;
+  TsWsServer *self = client->server;
+  g_autofree char *converted = NULL;
+  const char *text;
+  gsize len;
+
+  if (self == NULL || client->failed || client->close_called)
+    return;
+
+  text = g_bytes_get_data (bytes, &len);
+  if (type == SOUP_WEBSOCKET_DATA_BINARY)
+    {
+      /* Node turns any frame into a string (U+FFFD for bad bytes). */
+      converted = ts_payload_text_from_binary (text, len, &len);
+      text = converted;
+    }
+
+  g_object_ref (self);
+  client_ref (client);
+  if (client->multiple)
+    handle_multiplexed (self, client, text, len);
+  else
+    handle_payload (self, client, client->legacy, text, len);
+  client_schedule_expiry (client);
+  client_unref (client);
+  g_object_unref (self);
+}
+
+static void
+on_error (SoupWebsocketConnection *conn,
+          GError                  *error,
+          gpointer                 data)
+{
+  Client *client = data;
+
+  if (client->server != NULL)
+    report (client->server, error);
+}
+
+static void
+on_message_too_big (TsWsIOStream *io,
+                    gpointer      data)
+{
+  Client *client = data;
+
+  if (client->server != NULL)
+    client_fail (client->server, client, TS_PAYLOAD_OVERFLOW_SOCKET, FALSE);
+}
+
+/* Takes the client out of the server: leaves its rooms (emitting the
+ * listeners' signals), forgets its key and connection signals. The caller
+ * owns a reference. */
+static void
+client_detach (TsWsServer *self,
+               Client     *client)
+{
+  g_autoptr(GPtrArray) members = g_ptr_array_new ();
+  GHashTableIter iter;
+  gpointer value;
+
+  if (client->server == NULL)
+    return;
+
+  g_signal_handlers_disconnect_by_data (client->conn, client);
+  g_signal_handlers_disconnect_by_data (client->io, client);
+  if (g_hash_table_lookup (self->keys, client->id) == client)
+    g_hash_table_remove (self->keys, client->id);
+  client->server = NULL;
+  if (client->expiry != NULL)
+    {
+      g_source_destroy (client->expiry);
+      g_clear_pointer (&client->expiry, g_source_unref);
+    }
+
+  if (client->legacy != NULL)
+    g_ptr_array_add (members, client->legacy);
+  if (client->channels != NULL)
+    {
+      g_hash_table_iter_init (&iter, client->channels);
+      while (g_hash_table_iter_next (&iter, NULL, &value))
+        g_ptr_array_add (members, value);
+    }
+  /* Members stay owned by the client, so reentrant signal handlers cannot
+   * free them under us. */
+  g_object_ref (self);
+  for (guint i = 0; i < members->len; i++)
+    room_leave (self, g_ptr_array_index (members, i));
+  g_object_unref (self);
+}
+
+static void
+on_closed (SoupWebsocketConnection *conn,
+           gpointer                 data)
+{
+  Client *client = data;
+  TsWsServer *self = client->server;
+  g_autoptr(Client) owned = NULL;
+  guint index;
+
+  if (self == NULL)
+    return;
+
+  g_object_ref (self);
+  if (g_ptr_array_find (self->clients, client, &index))
+    owned = g_ptr_array_steal_index (self->clients, index);
+  client_detach (self, client);
+  g_object_unref (self);
+  if (owned != NULL)
+    release_connection (g_steal_pointer (&owned->conn));
+}
+
+/* ---- Upgrades ----------------------------------------------------------- */
+
+static void
+pending_free (Pending *pending)
+{
+  g_signal_handlers_disconnect_by_data (pending->msg, pending);
+  g_object_unref (pending->msg);
+  g_free (pending->key);
+  g_free (pending->path_id);
+  g_free (pending->protocol);
+  g_free (pending);
+}
+
+static Client *
+client_new (TsWsServer              *self,
+            SoupWebsocketConnection *conn,
+            TsWsIOStream            *io,
+            Pending                 *pending)
+{
+  Client *client = g_new0 (Client, 1);
+
+  g_ref_count_init (&client->ref_count);
+  client->server = self;
+  client->conn = conn;
+  client->io = g_object_ref (io);
+  client->id = g_strdup (pending->key);
+  client->base_path = g_strdup (pending->path_id);
+  client->multiple = g_strcmp0 (pending->protocol, "tinybase") == 0;
+  client->budget = ts_payload_budget_new (self->max_message_size, self->max_message_size);
+  client->lifetime = self->request_timeout;
+  if (client->multiple)
+    client->channels = g_hash_table_new_full (g_str_hash, g_str_equal, NULL,
+                                              (GDestroyNotify) member_free);
+  else
+    client->legacy = member_new (client, NULL);
+  return client;
+}
+
+static void
+on_upgraded (SoupServerMessage *msg,
+             gpointer           data)
+{
+  Pending *pending = data;
+  TsWsServer *self = pending->server;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  g_autoptr(GIOStream) stream = NULL;
+  g_autoptr(TsWsIOStream) io = NULL;
+  SoupWebsocketConnection *conn;
+  Client *client;
+
+  g_hash_table_steal (self->pending, pending->key);
+  g_signal_handlers_disconnect_by_data (msg, pending);
+
+  stream = soup_server_message_steal_connection (msg);
+  if (stream == NULL || self->destroyed)
+    {
+      if (stream != NULL)
+        g_io_stream_close_async (stream, G_PRIORITY_DEFAULT, NULL, NULL, NULL);
+      pending_free (pending);
+      return;
+    }
+
+  io = ts_ws_io_stream_new (stream, self->max_message_size + FRAME_SLACK);
+  conn = soup_websocket_connection_new (G_IO_STREAM (io),
+                                        soup_server_message_get_uri (msg),
+                                        SOUP_WEBSOCKET_CONNECTION_SERVER,
+                                        soup_message_headers_get_one (headers, "Origin"),
+                                        pending->protocol, NULL);
+  /* The stream cuts a message off first; this is a backstop. */
+  soup_websocket_connection_set_max_incoming_payload_size (conn, self->max_message_size + FRAME_SLACK + 1);
+  soup_websocket_connection_set_keepalive_interval (conn, 0);
+
+  client = client_new (self, conn, io, pending);
+  pending_free (pending);
+
+  g_ptr_array_add (self->clients, client);
+  g_hash_table_insert (self->keys, client->id, client);
+  g_signal_connect (conn, "message", G_CALLBACK (on_message), client);
+  g_signal_connect (conn, "error", G_CALLBACK (on_error), client);
+  g_signal_connect (conn, "closed", G_CALLBACK (on_closed), client);
+  g_signal_connect (io, "message-too-big", G_CALLBACK (on_message_too_big), client);
+
+  if (!client->multiple)
+    room_join (self, client->base_path, client->legacy);
+}
+
+static void
+on_handshake_finished (SoupServerMessage *msg,
+                       gpointer           data)
+{
+  Pending *pending = data;
+
+  /* Finished without the upgrade (the peer went away). */
+  g_hash_table_remove (pending->server->pending, pending->key);
+}
+
+static char *
+first_offered_protocol (SoupMessageHeaders *headers)
+{
+  const char *offered = soup_message_headers_get_one (headers, "Sec-WebSocket-Protocol");
+  g_auto(GStrv) tokens = NULL;
+
+  if (offered == NULL)
+    return NULL;
+  /* Split as soup_websocket_server_process_handshake() does. */
+  tokens = g_strsplit_set (offered, ", ", -1);
+  for (guint i = 0; tokens[i] != NULL; i++)
+    if (tokens[i][0] != '\0')
+      return g_strdup (tokens[i]);
+  return NULL;
+}
+
+static void
+on_request (SoupServer        *server,
+            SoupServerMessage *msg,
+            const char        *path,
+            GHashTable        *query,
+            gpointer           data)
+{
+  TsWsServer *self = data;
+  SoupMessageHeaders *headers = soup_server_message_get_request_headers (msg);
+  GUri *uri = soup_server_message_get_uri (msg);
+  g_autofree char *target = NULL;
+  g_autofree char *path_id = NULL;
+  g_autofree char *protocol = NULL;
+  const char *key;
+  gboolean accepted = TRUE;
+  Pending *pending;
+
+  if (self->destroyed)
+    {
+      soup_server_message_set_status (msg, SOUP_STATUS_SERVICE_UNAVAILABLE, NULL);
+      return;
+    }
+  if (!soup_websocket_server_check_handshake (msg, NULL, NULL, NULL, NULL))
+    {
+      /* Not a (valid) WebSocket upgrade: libsoup explains with a 400. */
+      soup_websocket_server_process_handshake (msg, NULL, NULL, NULL, NULL);
+      return;
+    }
+
+  /* The raw request target (raw-paths: no decoding), as Node's request.url;
+   * GUri has already removed dot segments. */
+  target = g_uri_get_query (uri) != NULL
+             ? g_strconcat (g_uri_get_path (uri), "?", g_uri_get_query (uri), NULL)
+             : g_strdup (g_uri_get_path (uri));
+  if (!ts_path_id_from_request_target (target, strlen (target), &path_id, NULL))
+    {
+      soup_server_message_set_status (msg, SOUP_STATUS_BAD_REQUEST, NULL);
+      return;
+    }
+
+  key = soup_message_headers_get_one (headers, "Sec-WebSocket-Key");
+  if (g_hash_table_contains (self->keys, key) || g_hash_table_contains (self->pending, key))
+    {
+      /* Deviation from TinyBase (14.2): never let a connection take over
+       * the client id of another. */
+      soup_server_message_set_status (msg, SOUP_STATUS_CONFLICT, NULL);
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+                                    "Connection", "close");
+      return;
+    }
+
+  if (g_signal_has_handler_pending (self, signals[ACCEPT_CLIENT], 0, FALSE))
+    {
+      g_object_ref (self);
+      g_signal_emit (self, signals[ACCEPT_CLIENT], 0, path_id, headers, &accepted);
+      g_object_unref (self);
+      if (self->destroyed)
+        accepted = FALSE;
+    }
+  if (!accepted || g_hash_table_contains (self->keys, key) ||
+      g_hash_table_contains (self->pending, key))
+    {
+      if (soup_server_message_get_status (msg) == 0)
+        soup_server_message_set_status (msg, SOUP_STATUS_FORBIDDEN, NULL);
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+                                    "Connection", "close");
+      return;
+    }
+
+  /* Like ws, select the first subprotocol offered; only "tinybase" makes
+   * the socket multiplexed. No extensions: permessage-deflate would let a
+   * small frame inflate without bound. */
+  protocol = first_offered_protocol (headers);
+  {
+    char *protocols[] = { protocol, NULL };
+
+    if (!soup_websocket_server_process_handshake (msg, NULL, protocol ? protocols : NULL,
+                                                  NULL, NULL))
+      return;
+  }
+
+  pending = g_new0 (Pending, 1);
+  pending->server = self;
+  pending->msg = g_object_ref (msg);
+  pending->key = g_strdup (key);
+  pending->path_id = g_steal_pointer (&path_id);
+  pending->protocol = g_steal_pointer (&protocol);
+  g_hash_table_insert (self->pending, pending->key, pending);
+  g_signal_connect (msg, "wrote-informational", G_CALLBACK (on_upgraded), pending);
+  g_signal_connect (msg, "finished", G_CALLBACK (on_handshake_finished), pending);
+}
+
+/* ---- GObject ------------------------------------------------------------ */
+
+static gboolean
+accept_accumulator (GSignalInvocationHint *ihint,
+                    GValue                *return_accu,
+                    const GValue          *handler_return,
+                    gpointer               data)
+{
+  gboolean accept = g_value_get_boolean (handler_return);
+
+  g_value_set_boolean (return_accu, accept);
+  return accept;
+}
+
+static void
+ts_ws_server_constructed (GObject *object)
+{
+  TsWsServer *self = TS_WS_SERVER (object);
+  gboolean raw_paths = FALSE;
+
+  G_OBJECT_CLASS (ts_ws_server_parent_class)->constructed (object);
+
+  if (self->server == NULL)
+    {
+      g_critical ("TsWsServer needs a SoupServer");
+      self->destroyed = TRUE;
+      return;
+    }
+  g_object_get (self->server, "raw-paths", &raw_paths, NULL);
+  if (!raw_paths)
+    {
+      g_critical ("TsWsServer needs a SoupServer created with raw-paths set to TRUE");
+      self->destroyed = TRUE;
+      return;
+    }
+
+  soup_server_add_handler (self->server, NULL, on_request, self, NULL);
+  self->attached = TRUE;
+}
+
+static void
+ts_ws_server_dispose (GObject *object)
+{
+  TsWsServer *self = TS_WS_SERVER (object);
+
+  ts_ws_server_destroy (self);
+  g_hash_table_remove_all (self->pending);
+  g_clear_object (&self->server);
+
+  G_OBJECT_CLASS (ts_ws_server_parent_class)->dispose (object);
+}
+
+static void
+ts_ws_server_finalize (GObject *object)
+{
+  TsWsServer *self = TS_WS_SERVER (object);
+
+  g_hash_table_unref (self->rooms);
+  g_ptr_array_unref (self->room_order);
+  g_hash_table_unref (self->keys);
+  g_hash_table_unref (self->pending);
+  g_ptr_array_unref (self->clients);
+
+  G_OBJECT_CLASS (ts_ws_server_parent_class)->finalize (object);
+}
+
+static void
+ts_ws_server_get_property (GObject    *object,
+                           guint       prop_id,
+                           GValue     *value,
+                           GParamSpec *pspec)
+{
+  TsWsServer *self = TS_WS_SERVER (object);
+
+  switch (prop_id)
+    {
+    case PROP_SERVER:
+      g_value_set_object (value, self->server);
+      break;
+    case PROP_MAX_MESSAGE_SIZE:
+      g_value_set_uint64 (value, self->max_message_size);
+      break;
+    case PROP_REQUEST_TIMEOUT:
+      g_value_set_double (value, self->request_timeout);
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ts_ws_server_set_property (GObject      *object,
+                           guint         prop_id,
+                           const GValue *value,
+                           GParamSpec   *pspec)
+{
+  TsWsServer *self = TS_WS_SERVER (object);
+
+  switch (prop_id)
+    {
+    case PROP_SERVER:
+      self->server = g_value_dup_object (value);
+      break;
+    case PROP_MAX_MESSAGE_SIZE:
+      ts_ws_server_set_max_message_size (self, g_value_get_uint64 (value));
+      break;
+    case PROP_REQUEST_TIMEOUT:
+      ts_ws_server_set_request_timeout (self, g_value_get_double (value));
+      break;
+    default:
+      G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
+    }
+}
+
+static void
+ts_ws_server_class_init (TsWsServerClass *klass)
+{
+  GObjectClass *object_class = G_OBJECT_CLASS (klass);
+
+  object_class->constructed = ts_ws_server_constructed;
+  object_class->dispose = ts_ws_server_dispose;
+  object_class->finalize = ts_ws_server_finalize;
+  object_class->get_property = ts_ws_server_get_property;
+  object_class->set_property = ts_ws_server_set_property;
+
+  /**
+   * TsWsServer:server:
+   *
+   * The [class@Soup.Server] whose WebSocket upgrades this server answers
+   * (TinyBase's `getWebSocketServer()`). It must have been created with
+   * [property@Soup.Server:raw-paths] set to %TRUE.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_SERVER] =
+    g_param_spec_object ("server", NULL, NULL,
+                         SOUP_TYPE_SERVER,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TsWsServer:max-message-size:
+   *
+   * The largest payload, in bytes, that a client may send or be sent
+   * (TinyBase: 16 MiB), also the bound on the bytes its incomplete
+   * fragmented messages may hold and on the bytes queued for sending to
+   * it. There is always a limit. Changes apply to connections accepted
+   * afterwards.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_MAX_MESSAGE_SIZE] =
+    g_param_spec_uint64 ("max-message-size", NULL, NULL,
+                         1, G_MAXUINT32, TS_WS_SERVER_DEFAULT_MAX_MESSAGE_SIZE,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TsWsServer:request-timeout:
+   *
+   * TinyBase's `requestTimeoutSeconds` of the server: how long, in
+   * seconds, the pieces of an incomplete fragmented message are kept.
+   * Changes apply to connections accepted afterwards.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_REQUEST_TIMEOUT] =
+    g_param_spec_double ("request-timeout", NULL, NULL,
+                         0.0, G_MAXDOUBLE, 1.0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  g_object_class_install_properties (object_class, N_PROPS, properties);
+
+  /**
+   * TsWsServer::path-added:
+   * @self: the server
+   * @path_id: the room's path id
+   *
+   * A room got its first client (TinyBase's path id listener with `1`).
+   *
+   * Since: 1.0
+   */
+  signals[PATH_ADDED] =
+    g_signal_new ("path-added", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  /**
+   * TsWsServer::path-removed:
+   * @self: the server
+   * @path_id: the room's path id
+   *
+   * A room lost its last client (TinyBase's path id listener with `-1`).
+   *
+   * Since: 1.0
+   */
+  signals[PATH_REMOVED] =
+    g_signal_new ("path-removed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_STRING);
+
+  /**
+   * TsWsServer::client-added:
+   * @self: the server
+   * @path_id: the room's path id
+   * @client_id: the client's id (its `Sec-WebSocket-Key`)
+   *
+   * A client joined a room: a legacy connection on opening, a multiplexed
+   * one when it subscribes to a channel (TinyBase's client id listener
+   * with `1`).
+   *
+   * Since: 1.0
+   */
+  signals[CLIENT_ADDED] =
+    g_signal_new ("client-added", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_STRING);
+
+  /**
+   * TsWsServer::client-removed:
+   * @self: the server
+   * @path_id: the room's path id
+   * @client_id: the client's id
+   *
+   * A client left a room: its connection closed, it unsubscribed the
+   * channel, or the server was destroyed (TinyBase's client id listener
+   * with `-1`).
+   *
+   * Since: 1.0
+   */
+  signals[CLIENT_REMOVED] =
+    g_signal_new ("client-removed", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 2, G_TYPE_STRING, G_TYPE_STRING);
+
+  /**
+   * TsWsServer::accept-client:
+   * @self: the server
+   * @path_id: the path id of the requested URL (for a multiplexed client,
+   *   the base of its channel rooms)
+   * @request_headers: the headers of the upgrade request
+   *
+   * Emitted for every valid WebSocket upgrade request before it is
+   * answered. Return %FALSE to refuse the connection: the client gets a
+   * 403 response, or the status a handler set on the message. Emission
+   * stops at the first handler that refuses. TinyBase has no such hook:
+   * rooms are neither authenticated nor authorized unless you add it.
+   *
+   * Returns: %TRUE to accept the connection
+   *
+   * Since: 1.0
+   */
+  signals[ACCEPT_CLIENT] =
+    g_signal_new ("accept-client", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, accept_accumulator, NULL, NULL, G_TYPE_BOOLEAN, 2,
+                  G_TYPE_STRING, SOUP_TYPE_MESSAGE_HEADERS);
+
+  /**
+   * TsWsServer::ignored-error:
+   * @self: the server
+   * @error: the error
+   *
+   * What TinyBase passes to `onIgnoredError`: an invalid payload
+   * (%TS_ERROR_INVALID_MESSAGE, `tinybase:14`) or one going past a limit
+   * (%TS_ERROR_OVERFLOW, `tinybase:15:…`), reported just before the
+   * client is closed, and errors of the WebSocket connections, passed as
+   * libsoup reports them. The message of a tinysync error ends with the
+   * TinyBase error text in parentheses. None of these stop the server.
+   *
+   * Since: 1.0
+   */
+  signals[IGNORED_ERROR] =
+    g_signal_new ("ignored-error", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, NULL, NULL, NULL, G_TYPE_NONE, 1, G_TYPE_ERROR);
+}
+
+static void
+ts_ws_server_init (TsWsServer *self)
+{
+  self->max_message_size = TS_WS_SERVER_DEFAULT_MAX_MESSAGE_SIZE;
+  self->request_timeout = 1.0;
+  self->rooms = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) room_free);
+  self->room_order = g_ptr_array_new ();
+  self->keys = g_hash_table_new (g_str_hash, g_str_equal);
+  self->pending = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) pending_free);
+  self->clients = g_ptr_array_new_with_free_func ((GDestroyNotify) client_unref);
+}
+
+/* ---- Public API --------------------------------------------------------- */
+
+/**
+ * ts_ws_server_new:
+ * @server: a [class@Soup.Server] created with
+ *   [property@Soup.Server:raw-paths] set to %TRUE
+ *
+ * Creates a relay server answering WebSocket upgrades on every path of
+ * @server that no more specific handler takes. Call
+ * soup_server_listen_local() or another listen function on @server
+ * yourself, in the thread whose thread-default main context should run
+ * the connections.
+ *
+ * Returns: (transfer full): a new `TsWsServer`
+ *
+ * Since: 1.0
+ */
+TsWsServer *
+ts_ws_server_new (SoupServer *server)
+{
+  gboolean raw_paths = FALSE;
+
+  g_return_val_if_fail (SOUP_IS_SERVER (server), NULL);
+  g_object_get (server, "raw-paths", &raw_paths, NULL);
+  g_return_val_if_fail (raw_paths, NULL);
+
+  return g_object_new (TS_TYPE_WS_SERVER, "server", server, NULL);
+}
+
+/**
+ * ts_ws_server_get_server:
+ * @self: a `TsWsServer`
+ *
+ * Gets the [class@Soup.Server] this server answers on.
+ *
+ * Returns: (transfer none) (nullable): the server, or %NULL after disposal
+ *
+ * Since: 1.0
+ */
+SoupServer *
+ts_ws_server_get_server (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), NULL);
+
+  return self->server;
+}
+
+/**
+ * ts_ws_server_get_path_ids:
+ * @self: a `TsWsServer`
+ *
+ * Lists the rooms that have at least one client, oldest first.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the path ids
+ *
+ * Since: 1.0
+ */
+char **
+ts_ws_server_get_path_ids (TsWsServer *self)
+{
+  GStrvBuilder *builder;
+  char **result;
+
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), NULL);
+
+  builder = g_strv_builder_new ();
+  for (guint i = 0; i < self->room_order->len; i++)
+    g_strv_builder_add (builder, ((Room *) g_ptr_array_index (self->room_order, i))->path_id);
+  result = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return result;
+}
+
+/**
+ * ts_ws_server_get_client_ids:
+ * @self: a `TsWsServer`
+ * @path_id: a path id
+ *
+ * Lists the clients of a room, in the order they joined.
+ *
+ * Returns: (transfer full) (array zero-terminated=1): the client ids,
+ *   empty if the room has no clients
+ *
+ * Since: 1.0
+ */
+char **
+ts_ws_server_get_client_ids (TsWsServer *self,
+                             const char *path_id)
+{
+  GStrvBuilder *builder;
+  char **result;
+  Room *room;
+
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), NULL);
+  g_return_val_if_fail (path_id != NULL, NULL);
+
+  builder = g_strv_builder_new ();
+  room = g_hash_table_lookup (self->rooms, path_id);
+  if (room != NULL)
+    for (guint i = 0; i < room->order->len; i++)
+      g_strv_builder_add (builder, ((Member *) g_ptr_array_index (room->order, i))->client->id);
+  result = g_strv_builder_end (builder);
+  g_strv_builder_unref (builder);
+  return result;
+}
+
+/**
+ * ts_ws_server_get_stats:
+ * @self: a `TsWsServer`
+ * @paths: (out) (optional): the number of rooms
+ * @clients: (out) (optional): the number of room memberships, summed over
+ *   the rooms (a multiplexed socket in two rooms counts twice)
+ *
+ * Gets TinyBase's `getStats()`.
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_get_stats (TsWsServer *self,
+                        guint      *paths,
+                        guint      *clients)
+{
+  guint n = 0;
+
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  for (guint i = 0; i < self->room_order->len; i++)
+    n += ((Room *) g_ptr_array_index (self->room_order, i))->order->len;
+  if (paths != NULL)
+    *paths = self->room_order->len;
+  if (clients != NULL)
+    *clients = n;
+}
+
+/**
+ * ts_ws_server_get_max_message_size:
+ * @self: a `TsWsServer`
+ *
+ * Gets [property@Tinysync.WsServer:max-message-size].
+ *
+ * Returns: the limit in bytes
+ *
+ * Since: 1.0
+ */
+guint64
+ts_ws_server_get_max_message_size (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), 0);
+
+  return self->max_message_size;
+}
+
+/**
+ * ts_ws_server_set_max_message_size:
+ * @self: a `TsWsServer`
+ * @max_message_size: the limit in bytes, at least 1 and at most 4 GiB - 1
+ *
+ * Sets [property@Tinysync.WsServer:max-message-size].
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_set_max_message_size (TsWsServer *self,
+                                   guint64     max_message_size)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+  g_return_if_fail (max_message_size >= 1 && max_message_size <= G_MAXUINT32);
+
+  if (self->max_message_size == max_message_size)
+    return;
+  self->max_message_size = max_message_size;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_MESSAGE_SIZE]);
+}
+
+/**
+ * ts_ws_server_get_request_timeout:
+ * @self: a `TsWsServer`
+ *
+ * Gets [property@Tinysync.WsServer:request-timeout].
+ *
+ * Returns: the timeout in seconds
+ *
+ * Since: 1.0
+ */
+double
+ts_ws_server_get_request_timeout (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), 0);
+
+  return self->request_timeout;
+}
+
+/**
+ * ts_ws_server_set_request_timeout:
+ * @self: a `TsWsServer`
+ * @seconds: the timeout in seconds, not negative
+ *
+ * Sets [property@Tinysync.WsServer:request-timeout].
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_set_request_timeout (TsWsServer *self,
+                                  double      seconds)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+  g_return_if_fail (seconds >= 0.0);
+
+  if (self->request_timeout == seconds)
+    return;
+  self->request_timeout = seconds;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REQUEST_TIMEOUT]);
+}
+
+/**
+ * ts_ws_server_destroy:
+ * @self: a `TsWsServer`
+ *
+ * Stops accepting connections (the handler is removed from the
+ * [class@Soup.Server], which stays listening: unref or disconnect it
+ * yourself), closes every client connection with a plain close and
+ * empties every room, emitting [signal@Tinysync.WsServer::client-removed]
+ * and [signal@Tinysync.WsServer::path-removed]. The connections finish
+ * their closing handshake in the background. Calling it again does
+ * nothing.
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_destroy (TsWsServer *self)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  if (self->destroyed)
+    return;
+  self->destroyed = TRUE;
+
+  g_object_ref (self);
+  if (self->attached)
+    {
+      soup_server_remove_handler (self->server, "/");
+      self->attached = FALSE;
+    }
+  /* Upgrades in flight are closed as soon as they complete. */
+  while (self->clients->len > 0)
+    {
+      g_autoptr(Client) client = g_ptr_array_steal_index (self->clients, self->clients->len - 1);
+
+      client_detach (self, client);
+      client_close (client, SOUP_WEBSOCKET_CLOSE_NO_STATUS, NULL);
+      release_connection (g_steal_pointer (&client->conn));
+    }
+  g_object_unref (self);
+}
