@@ -912,13 +912,6 @@ assert_closed_with (Bare       *bare,
   int code = json_object_get_int_member (expected, "code");
   const char *reason = json_object_get_string_member (expected, "reason");
 
-  /* TEMPORARY: libsoup 3.2.3 sends 1002 when asked to close with 1013;
-   * the client handshake over TsWsIOStream fixes that */
-  if (code == 1013 && bare->close_code == 1002)
-    {
-      g_test_incomplete ("libsoup 3.2 turns a 1013 close into 1002");
-      return FALSE;
-    }
   if (bare->close_code != code || g_strcmp0 (bare->close_reason, reason) != 0)
     g_error ("%s: closed with %d \"%s\", expected %d \"%s\"", description,
              bare->close_code, bare->close_reason, code, reason);
@@ -1190,13 +1183,8 @@ test_send_overflow (void)
   g_ptr_array_set_size (errors, 0);
   ts_mergeable_store_set_cell_string (store, "t", "r", "c", big);
   g_assert_true (wait_for (bare_is_closed, bare, 5000));
-  if (bare->close_code == 1002)
-    g_test_incomplete ("libsoup 3.2 turns a 1013 close into 1002");   /* TEMPORARY */
-  else
-    {
-      g_assert_cmpint (bare->close_code, ==, 1013);
-      g_assert_cmpstr (bare->close_reason, ==, "tinybase:15:socket");
-    }
+  g_assert_cmpint (bare->close_code, ==, 1013);
+  g_assert_cmpstr (bare->close_reason, ==, "tinybase:15:socket");
   g_assert_true (g_ptr_array_find_with_equal_func (errors, "tinybase:15:socket", g_str_equal, NULL));
   destroy_sync (&sync);
   bare_free (bare);

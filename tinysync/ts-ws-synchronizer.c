@@ -28,6 +28,7 @@
 #include "ts-payload-private.h"
 #include "ts-private.h"
 #include "ts-synchronizer-private.h"
+#include "ts-ws-io-private.h"
 #include "ts-ws-synchronizer.h"
 
 /**
@@ -263,15 +264,22 @@ typedef struct {
   /* An error event of the connection (may repeat; not fatal by itself). */
   void (*error)   (gpointer owner,
                    const GError *error);
+  /* An incoming message grew past the size limit (over several frames). */
+  void (*too_big) (gpointer owner);
 } LinkFuncs;
 
 struct _Attempt {
-  Link         *link;          /* NULL once the link stopped waiting */
-  GCancellable *cancellable;
-  GSource      *timeout;
-  gboolean      timed_out;
-  GCancellable *user_cancellable;   /* the caller's, forwarded to ours */
-  gulong        user_handler;
+  Link              *link;          /* NULL once the link stopped waiting */
+  GCancellable      *cancellable;
+  GSource           *timeout;
+  gboolean           timed_out;
+  GCancellable      *user_cancellable;   /* the caller's, forwarded to ours */
+  gulong             user_handler;
+  GUri              *uri;
+  char              *key;           /* Sec-WebSocket-Key */
+  GSocketConnection *stream;
+  GString           *response;
+  guint8             byte;
 };
 
 struct _Link {
@@ -279,13 +287,15 @@ struct _Link {
   gpointer                 owner;
   GMainContext            *context;
   char                    *uri;          /* NULL: the caller's connection */
-  SoupSession             *session;
   const char              *protocol;     /* subprotocol offered, or NULL */
   SoupWebsocketConnection *connection;
+  TsWsIOStream            *io;           /* NULL for the caller's connection */
+  guint64                  handed;       /* data frame bytes given to libsoup */
   gulong                   message_id;
   gulong                   closed_id;
   gulong                   error_id;
   gulong                   pong_id;
+  gulong                   too_big_id;
   Attempt                 *attempt;
   GSource                 *retry;
   guint                    backoff_ms;
@@ -351,6 +361,9 @@ link_detach (Link *link)
   g_clear_signal_handler (&link->closed_id, conn);
   g_clear_signal_handler (&link->error_id, conn);
   g_clear_signal_handler (&link->pong_id, conn);
+  if (link->io != NULL)
+    g_clear_signal_handler (&link->too_big_id, link->io);
+  g_clear_object (&link->io);
   clear_source (&link->liveness);
   link->connection = NULL;
 }
@@ -479,14 +492,31 @@ link_apply_keepalive (Link *link)
   g_source_attach (link->liveness, link->context);
 }
 
-/* Takes over conn (transfer full), which is open. */
+static void
+on_link_too_big (TsWsIOStream *io,
+                 gpointer      data)
+{
+  Link *link = data;
+
+  link->funcs->ref (link->owner);
+  link->funcs->too_big (link->owner);
+  link->funcs->unref (link->owner);
+}
+
+/* Takes over conn (transfer full), which is open, and io (transfer full,
+ * NULL for the caller's connection). */
 static void
 link_attach (Link                    *link,
-             SoupWebsocketConnection *conn)
+             SoupWebsocketConnection *conn,
+             TsWsIOStream            *io)
 {
   g_assert (link->connection == NULL);
 
   link->connection = conn;
+  link->io = io;
+  link->handed = 0;
+  if (io != NULL)
+    link->too_big_id = g_signal_connect (io, "message-too-big", G_CALLBACK (on_link_too_big), link);
   soup_websocket_connection_set_max_incoming_payload_size (conn, link->max_incoming);
   link->message_id = g_signal_connect (conn, "message", G_CALLBACK (on_link_message), link);
   link->closed_id = g_signal_connect (conn, "closed", G_CALLBACK (on_link_closed), link);
@@ -512,6 +542,11 @@ attempt_free (Attempt *attempt)
     }
   clear_source (&attempt->timeout);
   g_clear_object (&attempt->cancellable);
+  g_clear_pointer (&attempt->uri, g_uri_unref);
+  g_free (attempt->key);
+  g_clear_object (&attempt->stream);
+  if (attempt->response != NULL)
+    g_string_free (attempt->response, TRUE);
   g_free (attempt);
 }
 
@@ -525,33 +560,31 @@ attempt_timeout_cb (gpointer data)
   return G_SOURCE_CONTINUE;   /* the attempt's completion destroys it */
 }
 
+/* Ends an attempt: conn (transfer full, with its io) or error. */
 static void
-link_connect_done (GObject      *source,
-                   GAsyncResult *result,
-                   gpointer      data)
+attempt_finish (Attempt                 *attempt,
+                SoupWebsocketConnection *conn,
+                TsWsIOStream            *io,
+                GError                  *error)
 {
-  Attempt *attempt = data;
   Link *link = attempt->link;
-  g_autoptr(GError) error = NULL;
-  SoupWebsocketConnection *conn;
+  g_autoptr(GError) timeout_error = NULL;
   gboolean first;
 
-  conn = soup_session_websocket_connect_finish (SOUP_SESSION (source), result, &error);
   if (link == NULL)
     {
       /* the link stopped meanwhile */
       if (conn != NULL)
         release_connection (conn, 0, NULL);
+      g_clear_object (&io);
       attempt_free (attempt);
       return;
     }
   link->attempt = NULL;
   if (conn == NULL && attempt->timed_out)
-    {
-      g_clear_error (&error);
-      error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
-                           _("No connection after %d seconds"), CONNECT_TIMEOUT_SECONDS);
-    }
+    error = timeout_error = g_error_new (G_IO_ERROR, G_IO_ERROR_TIMED_OUT,
+                                         _("No connection after %d seconds"),
+                                         CONNECT_TIMEOUT_SECONDS);
   attempt_free (attempt);
 
   first = !link->established;
@@ -566,19 +599,250 @@ link_connect_done (GObject      *source,
     {
       link->established = TRUE;
       link->backoff_ms = BACKOFF_INITIAL_MS;
-      link_attach (link, conn);
+      link_attach (link, conn, io);
       link->funcs->opened (link->owner, first);
     }
   link->funcs->unref (link->owner);
 }
 
+#define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+#define MAX_RESPONSE_HEADERS 16384
+
+static char *
+accept_key (const char *key)
+{
+  g_autoptr(GChecksum) sha1 = g_checksum_new (G_CHECKSUM_SHA1);
+  guint8 digest[20];
+  gsize len = sizeof digest;
+
+  g_checksum_update (sha1, (const guchar *) key, strlen (key));
+  g_checksum_update (sha1, (const guchar *) WS_GUID, strlen (WS_GUID));
+  g_checksum_get_digest (sha1, digest, &len);
+  return g_base64_encode (digest, len);
+}
+
+static gboolean
+header_has_token (SoupMessageHeaders *headers,
+                  const char         *name,
+                  const char         *token)
+{
+  const char *value = soup_message_headers_get_list (headers, name);
+  g_auto(GStrv) parts = NULL;
+
+  if (value == NULL)
+    return FALSE;
+  parts = g_strsplit (value, ",", -1);
+  for (guint i = 0; parts[i] != NULL; i++)
+    if (g_ascii_strcasecmp (g_strstrip (parts[i]), token) == 0)
+      return TRUE;
+  return FALSE;
+}
+
+/* Checks the server's answer (RFC 6455 4.1) and starts the connection. */
+static void
+attempt_handshake_done (Attempt *attempt)
+{
+  g_autoptr(SoupMessageHeaders) headers = soup_message_headers_new (SOUP_MESSAGE_HEADERS_RESPONSE);
+  g_autofree char *reason = NULL;
+  g_autofree char *expected = NULL;
+  g_autoptr(GError) error = NULL;
+  const char *protocol;
+  const char *accept;
+  SoupHTTPVersion version;
+  guint status = 0;
+  TsWsIOStream *io;
+  SoupWebsocketConnection *conn;
+
+  if (!soup_headers_parse_response (attempt->response->str, attempt->response->len, headers,
+                                    &version, &status, &reason))
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                         _("The server sent an invalid HTTP response"));
+  else if (status != SOUP_STATUS_SWITCHING_PROTOCOLS)
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_FAILED,
+                         _("The server refused the WebSocket upgrade (HTTP %u %s)"), status,
+                         reason != NULL ? reason : "");
+  else if (!header_has_token (headers, "Upgrade", "websocket") ||
+           !header_has_token (headers, "Connection", "upgrade"))
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                         _("The server did not switch to the WebSocket protocol"));
+  if (error != NULL)
+    {
+      attempt_finish (attempt, NULL, NULL, error);
+      return;
+    }
+  expected = accept_key (attempt->key);
+  accept = soup_message_headers_get_one (headers, "Sec-WebSocket-Accept");
+  protocol = soup_message_headers_get_one (headers, "Sec-WebSocket-Protocol");
+  if (g_strcmp0 (accept, expected) != 0)
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                         _("The server sent a wrong Sec-WebSocket-Accept"));
+  else if (protocol != NULL && (attempt->link->protocol == NULL ||
+                                strcmp (protocol, attempt->link->protocol) != 0))
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                         _("The server chose the subprotocol “%s”, which was not offered"), protocol);
+  else if (soup_message_headers_get_one (headers, "Sec-WebSocket-Extensions") != NULL)
+    error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                         _("The server chose an extension, none was offered"));
+  if (error != NULL)
+    {
+      attempt_finish (attempt, NULL, NULL, error);
+      return;
+    }
+
+  io = ts_ws_io_stream_new (G_IO_STREAM (attempt->stream), attempt->link->max_incoming);
+  conn = soup_websocket_connection_new (G_IO_STREAM (io), attempt->uri,
+                                        SOUP_WEBSOCKET_CONNECTION_CLIENT, NULL, protocol, NULL);
+  attempt_finish (attempt, conn, io, NULL);
+}
+
+static void attempt_read_byte (Attempt *attempt);
+
+static void
+on_response_byte (GObject      *source,
+                  GAsyncResult *result,
+                  gpointer      data)
+{
+  Attempt *attempt = data;
+  g_autoptr(GError) error = NULL;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, &error);
+
+  if (attempt->link == NULL)
+    {
+      attempt_finish (attempt, NULL, NULL, NULL);
+      return;
+    }
+  if (n <= 0)
+    {
+      if (error == NULL)
+        error = g_error_new (G_IO_ERROR, G_IO_ERROR_CONNECTION_CLOSED,
+                             _("The server closed the connection during the handshake"));
+      attempt_finish (attempt, NULL, NULL, error);
+      return;
+    }
+  g_string_append_c (attempt->response, (char) attempt->byte);
+  if (g_str_has_suffix (attempt->response->str, "\r\n\r\n"))
+    attempt_handshake_done (attempt);
+  else if (attempt->response->len >= MAX_RESPONSE_HEADERS)
+    {
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_DATA,
+                           _("The server sent too long a response"));
+      attempt_finish (attempt, NULL, NULL, error);
+    }
+  else
+    attempt_read_byte (attempt);
+}
+
+/* Reads the response one byte at a time: whatever follows the headers
+ * belongs to the WebSocket. */
+static void
+attempt_read_byte (Attempt *attempt)
+{
+  GInputStream *input = g_io_stream_get_input_stream (G_IO_STREAM (attempt->stream));
+
+  g_input_stream_read_async (input, &attempt->byte, 1, G_PRIORITY_DEFAULT, attempt->cancellable,
+                             on_response_byte, attempt);
+}
+
+static void
+on_request_written (GObject      *source,
+                    GAsyncResult *result,
+                    gpointer      data)
+{
+  Attempt *attempt = data;
+  g_autoptr(GError) error = NULL;
+
+  if (!g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, &error) ||
+      attempt->link == NULL)
+    {
+      attempt_finish (attempt, NULL, NULL, error);
+      return;
+    }
+  attempt->response = g_string_sized_new (256);
+  attempt_read_byte (attempt);
+}
+
+/* The request target: path and query as given, with anything outside
+ * printable ASCII percent-encoded (as a browser or Node's ws does). */
+static char *
+request_target (GUri *uri)
+{
+  const char *path = g_uri_get_path (uri);
+  const char *query = g_uri_get_query (uri);
+  GString *out = g_string_new (NULL);
+  g_autofree char *raw = g_strconcat (path[0] != '\0' ? path : "/", query != NULL ? "?" : "",
+                                      query != NULL ? query : "", NULL);
+
+  for (const guchar *p = (const guchar *) raw; *p != '\0'; p++)
+    {
+      if (*p <= 0x20 || *p >= 0x7f)
+        g_string_append_printf (out, "%%%02X", *p);
+      else
+        g_string_append_c (out, (char) *p);
+    }
+  return g_string_free (out, FALSE);
+}
+
+static void
+on_socket_connected (GObject      *source,
+                     GAsyncResult *result,
+                     gpointer      data)
+{
+  Attempt *attempt = data;
+  g_autoptr(GError) error = NULL;
+  g_autofree char *target = NULL;
+  g_autofree char *host = NULL;
+  const char *name = g_uri_get_host (attempt->uri);
+  int port = g_uri_get_port (attempt->uri);
+  guint8 nonce[16];
+  GString *request;
+  gsize len;
+
+  attempt->stream = g_socket_client_connect_finish (G_SOCKET_CLIENT (source), result, &error);
+  if (attempt->stream == NULL || attempt->link == NULL)
+    {
+      attempt_finish (attempt, NULL, NULL, error);
+      return;
+    }
+
+  for (guint i = 0; i < sizeof nonce; i++)
+    nonce[i] = (guint8) g_random_int_range (0, 256);
+  attempt->key = g_base64_encode (nonce, sizeof nonce);
+  target = request_target (attempt->uri);
+  host = strchr (name, ':') != NULL ? g_strdup_printf ("[%s]", name) : g_strdup (name);
+
+  request = g_string_new (NULL);
+  g_string_append_printf (request, "GET %s HTTP/1.1\r\n", target);
+  if (port > 0)
+    g_string_append_printf (request, "Host: %s:%d\r\n", host, port);
+  else
+    g_string_append_printf (request, "Host: %s\r\n", host);
+  g_string_append (request, "Upgrade: websocket\r\n"
+                            "Connection: Upgrade\r\n"
+                            "Sec-WebSocket-Version: 13\r\n");
+  g_string_append_printf (request, "Sec-WebSocket-Key: %s\r\n", attempt->key);
+  if (attempt->link->protocol != NULL)
+    g_string_append_printf (request, "Sec-WebSocket-Protocol: %s\r\n", attempt->link->protocol);
+  g_string_append (request, "User-Agent: tinysync/" PACKAGE_VERSION "\r\n\r\n");
+  len = request->len;
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (attempt->stream)),
+                                   g_string_free (request, FALSE), len, G_PRIORITY_DEFAULT,
+                                   attempt->cancellable, on_request_written, attempt);
+}
+
+/* Opens a WebSocket to the link's URI: our own HTTP/1.1 upgrade over a
+ * GSocketClient, so that the connection runs over a TsWsIOStream (close
+ * codes libsoup 3.2 refuses, whole-message size limit, buffered bytes). */
 static void
 link_connect (Link         *link,
               GCancellable *cancellable)
 {
-  g_autoptr(SoupMessage) msg = NULL;
-  const char *protocols[] = { link->protocol, NULL };
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSocketClient) client = NULL;
+  g_autoptr(GSocketConnectable) address = NULL;
   Attempt *attempt;
+  const char *scheme;
+  gboolean tls;
+  int port;
 
   g_assert (link->uri != NULL);
   g_assert (link->attempt == NULL);
@@ -595,39 +859,64 @@ link_connect (Link         *link,
     }
   link->attempt = attempt;
 
-  msg = soup_message_new (SOUP_METHOD_GET, link->uri);
-  if (msg == NULL)
+  attempt->uri = g_uri_parse (link->uri, G_URI_FLAGS_ENCODED, &error);
+  scheme = attempt->uri != NULL ? g_uri_get_scheme (attempt->uri) : NULL;
+  if (attempt->uri == NULL || g_uri_get_host (attempt->uri) == NULL ||
+      g_uri_get_host (attempt->uri)[0] == '\0' ||
+      (g_ascii_strcasecmp (scheme, "ws") != 0 && g_ascii_strcasecmp (scheme, "wss") != 0 &&
+       g_ascii_strcasecmp (scheme, "http") != 0 && g_ascii_strcasecmp (scheme, "https") != 0))
     {
-      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
-                                             _("Invalid WebSocket URI “%s”"), link->uri);
-
-      link->attempt = NULL;
-      attempt_free (attempt);
+      g_clear_error (&error);
+      error = g_error_new (G_IO_ERROR, G_IO_ERROR_INVALID_ARGUMENT,
+                           _("Invalid WebSocket URI “%s”"), link->uri);
       link->funcs->ref (link->owner);
-      link->funcs->failed (link->owner, !link->established, error);
+      attempt_finish (attempt, NULL, NULL, error);
       link->funcs->unref (link->owner);
       return;
     }
+  tls = g_ascii_strcasecmp (scheme, "wss") == 0 || g_ascii_strcasecmp (scheme, "https") == 0;
+  port = g_uri_get_port (attempt->uri);
   attempt->timeout = link_add_timeout (link, CONNECT_TIMEOUT_SECONDS * 1000, attempt_timeout_cb,
                                        attempt, "[tinysync] connect timeout");
-  soup_session_websocket_connect_async (link->session, msg, NULL,
-                                        link->protocol != NULL ? (char **) protocols : NULL,
-                                        G_PRIORITY_DEFAULT, attempt->cancellable,
-                                        link_connect_done, attempt);
+  client = g_socket_client_new ();
+  g_socket_client_set_tls (client, tls);
+  address = g_network_address_new (g_uri_get_host (attempt->uri),
+                                   port > 0 ? port : tls ? 443 : 80);
+  g_socket_client_connect_async (client, address, attempt->cancellable, on_socket_connected,
+                                 attempt);
 }
 
 /* For a URI link: starts the first connection. */
 static void
 link_start (Link         *link,
             const char   *uri,
-            SoupSession  *session,
             const char   *protocol,
             GCancellable *cancellable)
 {
   link->uri = g_strdup (uri);
-  link->session = session != NULL ? g_object_ref (session) : soup_session_new ();
   link->protocol = protocol;
   link_connect (link, cancellable);
+}
+
+/* Close codes libsoup 3.2 sends as they are (it turns any other code
+ * under 3000 into a 1002 protocol error). */
+static gboolean
+is_native_close_code (gushort code)
+{
+  switch (code)
+    {
+    case SOUP_WEBSOCKET_CLOSE_NORMAL:
+    case SOUP_WEBSOCKET_CLOSE_GOING_AWAY:
+    case SOUP_WEBSOCKET_CLOSE_PROTOCOL_ERROR:
+    case SOUP_WEBSOCKET_CLOSE_UNSUPPORTED_DATA:
+    case SOUP_WEBSOCKET_CLOSE_BAD_DATA:
+    case SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION:
+    case SOUP_WEBSOCKET_CLOSE_TOO_BIG:
+    case SOUP_WEBSOCKET_CLOSE_NO_EXTENSION:
+      return TRUE;
+    default:
+      return code >= 3000 && code < 5000;
+    }
 }
 
 /* Closes the open connection with a code (its loss is reported when
@@ -637,8 +926,15 @@ link_close (Link       *link,
             gushort     code,
             const char *reason)
 {
-  if (connection_is_open (link->connection))
-    soup_websocket_connection_close (link->connection, code, reason);
+  if (!connection_is_open (link->connection))
+    return;
+  if (!is_native_close_code (code) && link->io != NULL)
+    {
+      /* libsoup writes 1000, the stream rewrites the code on the wire */
+      ts_ws_io_stream_override_close_code (link->io, code);
+      code = SOUP_WEBSOCKET_CLOSE_NORMAL;
+    }
+  soup_websocket_connection_close (link->connection, code, reason);
 }
 
 /* Stops for good: plain close, no callbacks any more. */
@@ -668,7 +964,6 @@ link_clear (Link *link)
 {
   link_stop (link);
   g_clear_pointer (&link->uri, g_free);
-  g_clear_object (&link->session);
   g_clear_pointer (&link->context, g_main_context_unref);
 }
 
@@ -688,7 +983,22 @@ link_send (Link   *link,
   if (!link_is_open (link) || !is_websocket_text (data, len))
     return FALSE;
   soup_websocket_connection_send_message (link->connection, SOUP_WEBSOCKET_DATA_TEXT, payload);
+  /* a masked client frame: header, mask key, payload */
+  link->handed += len + (len < 126 ? 2 : len < 65536 ? 4 : 10) + 4;
   return TRUE;
+}
+
+/* Bytes handed to libsoup that did not reach the socket yet (TinyBase's
+ * bufferedAmount); 0 when unknown (the caller's connection). */
+static guint64
+link_buffered (Link *link)
+{
+  guint64 written;
+
+  if (link->io == NULL)
+    return 0;
+  written = ts_ws_io_stream_get_data_bytes_written (link->io);
+  return link->handed > written ? link->handed - written : 0;
 }
 
 static void
@@ -744,7 +1054,6 @@ struct _TsWsSynchronizer
   char                    *uri;
   char                    *channel_id;
   SoupWebsocketConnection *given_connection;  /* construct property */
-  SoupSession             *session;           /* construct property */
   guint                    fragment_size;
   guint                    max_message_size;
   gboolean                 reconnect;
@@ -776,7 +1085,6 @@ enum {
   PROP_URI,
   PROP_CHANNEL_ID,
   PROP_CONNECTION,
-  PROP_SESSION,
   PROP_FRAGMENT_SIZE,
   PROP_MAX_MESSAGE_SIZE,
   PROP_RECONNECT,
@@ -1007,9 +1315,18 @@ legacy_error (gpointer      owner,
   report_error (TS_WS_SYNCHRONIZER (owner), error);
 }
 
+static void
+legacy_too_big (gpointer owner)
+{
+  TsWsSynchronizer *self = owner;
+
+  if (self->budget != NULL && ts_payload_budget_fail (self->budget, TS_PAYLOAD_OVERFLOW_SOCKET))
+    legacy_fail (self, TS_PAYLOAD_OVERFLOW_SOCKET);
+}
+
 static const LinkFuncs legacy_link_funcs = {
   legacy_ref, legacy_unref, legacy_opened, legacy_failed, legacy_message, legacy_lost,
-  legacy_error,
+  legacy_error, legacy_too_big,
 };
 
 /* Sending a payload over 16 MiB: report, close 1013, drop all later
@@ -1042,7 +1359,8 @@ legacy_send (TsWsSynchronizer *self,
 
       if (self->send_overflowed || !link_is_open (&self->link))
         return;
-      if (g_bytes_get_size (payload) > self->max_message_size)
+      if (g_bytes_get_size (payload) > self->max_message_size ||
+          link_buffered (&self->link) + g_bytes_get_size (payload) > self->max_message_size)
         {
           legacy_send_overflow (self);
           return;
@@ -1924,8 +2242,15 @@ mux_message (gpointer owner,
   ts_multiplex_frame_clear (&frame);
 }
 
+static void
+mux_too_big (gpointer owner)
+{
+  mux_overflow (owner, TS_PAYLOAD_OVERFLOW_SOCKET);
+}
+
 static const LinkFuncs mux_link_funcs = {
   mux_link_ref, mux_link_unref, mux_opened, mux_failed, mux_message, mux_lost, mux_error,
+  mux_too_big,
 };
 
 static Mux *
@@ -1946,9 +2271,8 @@ mux_new (void)
 
 /* The shared connection of URI channel synchronizers. */
 static Mux *
-mux_for_uri (const char  *uri,
-             SoupSession *session,
-             gboolean    *created)
+mux_for_uri (const char *uri,
+             gboolean   *created)
 {
   g_autofree char *key = g_strdup_printf ("%p %s", (void *) g_main_context_get_thread_default (), uri);
   Mux *mux;
@@ -1969,7 +2293,6 @@ mux_for_uri (const char  *uri,
   g_hash_table_replace (muxes, g_steal_pointer (&key), mux);
   G_UNLOCK (muxes);
   mux->link.uri = g_strdup (uri);
-  mux->link.session = session != NULL ? g_object_ref (session) : soup_session_new ();
   *created = TRUE;
   return mux;
 }
@@ -2064,7 +2387,7 @@ channel_init_async (TsWsSynchronizer *self,
       mux = mux_for_connection (self->given_connection, &created);
     }
   else
-    mux = mux_for_uri (self->uri, self->session, &created);
+    mux = mux_for_uri (self->uri, &created);
 
   if (g_hash_table_contains (mux->channels, self->channel_id))
     {
@@ -2112,7 +2435,7 @@ channel_init_async (TsWsSynchronizer *self,
       mux->link.keepalive = self->keepalive;
       if (mux->caller_connection != NULL)
         {
-          link_attach (&mux->link, g_object_ref (mux->caller_connection));
+          link_attach (&mux->link, g_object_ref (mux->caller_connection), NULL);
           mux->link.established = TRUE;
           mux_start_connection (mux);
         }
@@ -2177,7 +2500,6 @@ ts_ws_synchronizer_finalize (GObject *object)
   g_clear_pointer (&self->decoder, ts_payload_decoder_free);
   g_clear_pointer (&self->budget, ts_payload_budget_unref);
   g_clear_object (&self->given_connection);
-  g_clear_object (&self->session);
   g_free (self->uri);
   g_free (self->channel_id);
 
@@ -2204,7 +2526,7 @@ ts_ws_synchronizer_constructed (GObject *object)
       g_object_set_qdata (conn, legacy_quark, GINT_TO_POINTER (1));
       if (connection_is_open (self->given_connection))
         {
-          link_attach (&self->link, g_object_ref (self->given_connection));
+          link_attach (&self->link, g_object_ref (self->given_connection), NULL);
           self->link.established = TRUE;
           legacy_reset_decoder (self);
           set_connected (self, TRUE);
@@ -2230,9 +2552,6 @@ ts_ws_synchronizer_get_property (GObject    *object,
       break;
     case PROP_CONNECTION:
       g_value_set_object (value, ts_ws_synchronizer_get_connection (self));
-      break;
-    case PROP_SESSION:
-      g_value_set_object (value, self->session);
       break;
     case PROP_FRAGMENT_SIZE:
       g_value_set_uint (value, self->fragment_size);
@@ -2272,9 +2591,6 @@ ts_ws_synchronizer_set_property (GObject      *object,
       break;
     case PROP_CONNECTION:
       self->given_connection = g_value_dup_object (value);
-      break;
-    case PROP_SESSION:
-      self->session = g_value_dup_object (value);
       break;
     case PROP_FRAGMENT_SIZE:
       ts_ws_synchronizer_set_fragment_size (self, g_value_get_uint (value));
@@ -2371,19 +2687,6 @@ ts_ws_synchronizer_class_init (TsWsSynchronizerClass *klass)
    */
   properties[PROP_CONNECTION] =
     g_param_spec_object ("connection", NULL, NULL, SOUP_TYPE_WEBSOCKET_CONNECTION,
-                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
-
-  /**
-   * TsWsSynchronizer:session:
-   *
-   * The session used to open connections from the
-   * [property@Tinysync.WsSynchronizer:uri] (for example to set up TLS), or
-   * %NULL for a private one.
-   *
-   * Since: 1.0
-   */
-  properties[PROP_SESSION] =
-    g_param_spec_object ("session", NULL, NULL, SOUP_TYPE_SESSION,
                          G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
 
   /**
@@ -2515,7 +2818,7 @@ ts_ws_synchronizer_init_async (GAsyncInitable      *initable,
       return;
     }
   self->init_task = task;
-  link_start (&self->link, self->uri, self->session, NULL, cancellable);
+  link_start (&self->link, self->uri, NULL, cancellable);
 }
 
 static gboolean
