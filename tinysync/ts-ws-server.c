@@ -691,10 +691,10 @@ handle_control (TsWsServer             *self,
 
   action = ts_multiplex_server_action (frame, client->negotiated, subscribed,
                                        n_channels, n_channels);
-  if ((action == TS_MULTIPLEX_ACTION_SUBSCRIBE || action == TS_MULTIPLEX_ACTION_UNSUBSCRIBE ||
-       action == TS_MULTIPLEX_ACTION_ECHO) && channel_id == NULL)
+  if (action == TS_MULTIPLEX_ACTION_SUBSCRIBE && channel_id == NULL)
     {
-      /* A channel id with a NUL or a lone surrogate: it can name no room. */
+      /* A channel id with a NUL or a lone surrogate can name no room
+       * (deviation: TinyBase would subscribe it). */
       client_fail (self, client, TS_PAYLOAD_INVALID, FALSE);
       return;
     }
@@ -723,7 +723,7 @@ handle_control (TsWsServer             *self,
 
     case TS_MULTIPLEX_ACTION_UNSUBSCRIBE:
       {
-        Member *member = g_hash_table_lookup (client->channels, channel_id);
+        Member *member = channel_id ? g_hash_table_lookup (client->channels, channel_id) : NULL;
 
         if (member != NULL)
           {
