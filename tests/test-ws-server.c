@@ -1031,6 +1031,45 @@ test_channels (Fixture       *fx,
   assert_stats (fx, 2, 3);
 }
 
+/* Deviations: channel ids that can name no room; request targets as
+ * libsoup parses them. */
+static void
+test_unusable_ids (Fixture       *fx,
+                   gconstpointer  data)
+{
+  TestClient *m, *n, *raw;
+
+  m = session_connect (fx, "/base", "tinybase");
+  send_text (m, "S\n[\"h\",-1,[0,1]]");
+  /* Unsubscribing such a channel: it cannot be subscribed, ignored. */
+  send_text (m, "S\n[null,-1,[2,\"a\\u0000b\"]]");
+  send_text (m, "S\n[null,-1,[2,\"\\ud800\"]]");
+  sync_client (m);
+  assert_received (m, "S\n[\"h\",-1,[0,1]]", NULL);
+  g_assert_false (m->closed);
+
+  /* Subscribing one: invalid. */
+  send_text (m, "S\n[\"s\",-1,[1,\"a\\u0000b\"]]");
+  wait_until (client_closed, m);
+  g_assert_cmpuint (m->close_code, ==, 1007);
+  g_assert_cmpstr (m->close_reason, ==, "tinybase:14");
+  n = session_connect (fx, "/base", "tinybase");
+  send_text (n, "S\n[\"h\",-1,[0,1]]");
+  send_text (n, "S\n[\"s\",-1,[1,\"x\\udc00\"]]");
+  wait_until (client_closed, n);
+  g_assert_cmpuint (n->close_code, ==, 1007);
+  g_assert_cmpuint (fx->errors->len, ==, 2);
+
+  /* Raw bytes in the request target come out percent-encoded. */
+  raw = raw_connect (fx, "/caf\xC3\xA9", NULL, NULL);
+  g_assert_cmpuint (raw->status, ==, 101);
+  raw = raw_connect (fx, "/caf\xE9", NULL, NULL);
+  g_assert_cmpuint (raw->status, ==, 101);
+  raw = raw_connect (fx, "/a/./b/../c", NULL, NULL);
+  g_assert_cmpuint (raw->status, ==, 101);
+  assert_strv (ts_ws_server_get_path_ids (fx->server), "caf%C3%A9", "caf%E9", "a/c", NULL);
+}
+
 static void
 test_fragments (Fixture       *fx,
                 gconstpointer  data)
@@ -1666,6 +1705,7 @@ main (int    argc,
   ADD ("rooms", test_rooms);
   ADD ("path-ids", test_path_ids);
   ADD ("channels", test_channels);
+  ADD ("unusable-ids", test_unusable_ids);
   ADD ("fragments", test_fragments);
   ADD ("expiry", test_expiry);
   ADD ("invalid-messages/legacy", test_invalid_legacy);

@@ -80,6 +80,10 @@
  * - A client offering only subprotocols other than `tinybase` gets the
  *   first one it offered, like `ws`; a multiplexed Subscribe whose channel
  *   id contains a NUL character or a lone surrogate is invalid.
+ * - libsoup parses the request target as a URI: dot segments are removed
+ *   and raw bytes that a URI cannot hold (spaces, non-ASCII) come out
+ *   percent-encoded (`/a b` is room `a%20b`). WebSocket clients send
+ *   targets in that form anyway.
  * - Messages addressed to the server store `S` are dropped: server-side
  *   stores are not supported yet.
  *
@@ -1050,7 +1054,10 @@ on_request (SoupServer        *server,
   target = g_uri_get_query (uri) != NULL
              ? g_strconcat (g_uri_get_path (uri), "?", g_uri_get_query (uri), NULL)
              : g_strdup (g_uri_get_path (uri));
-  if (!ts_path_id_from_request_target (target, strlen (target), &path_id, NULL))
+  /* Path ids travel as UTF-8 strings (signals, bindings); GUri has
+   * percent-encoded raw bytes already, this only keeps that promise. */
+  if (!ts_path_id_from_request_target (target, strlen (target), &path_id, NULL) ||
+      !g_utf8_validate (path_id, -1, NULL))
     {
       soup_server_message_set_status (msg, SOUP_STATUS_BAD_REQUEST, NULL);
       return;
