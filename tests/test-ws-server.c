@@ -1653,6 +1653,67 @@ test_destroy (Fixture       *fx,
 }
 
 static void
+destroy_on_error (TsWsServer *server,
+                  GError     *error,
+                  gpointer    data)
+{
+  ts_ws_server_destroy (server);
+}
+
+static void
+count_path_ids (TsWsServer *server,
+                const char *path_id,
+                gpointer    data)
+{
+  g_auto(GStrv) ids = ts_ws_server_get_path_ids (server);
+
+  *(guint *) data = g_strv_length (ids);
+}
+
+/* Handlers may call back into the server, even destroy it, while it is
+ * relaying: here b's overflow is reported in the middle of a broadcast to
+ * b, c and d. */
+static void
+test_reentrancy (Fixture       *fx,
+                 gconstpointer  data)
+{
+  TestClient *a, *b, *c, *d;
+  g_autoptr(GString) text = g_string_new ("\n[\"");
+  guint n_paths = 0;
+
+  ts_ws_server_set_max_message_size (fx->server, 1000);
+  g_signal_connect (fx->server, "path-removed", G_CALLBACK (count_path_ids), &n_paths);
+  a = session_connect (fx, "/r", NULL);
+  b = session_connect (fx, "/r", NULL);
+  c = session_connect (fx, "/r", "tinybase");
+  send_text (c, "S\n[\"h\",-1,[0,1]]");
+  send_text (c, "S\n[\"s\",-1,[1,\"x\"]]");
+  wait_received (c, "S\n[\"s\",-1,[1,\"x\"]]");
+  d = session_connect (fx, "/r/x", NULL);
+  g_signal_connect (fx->server, "ignored-error", G_CALLBACK (destroy_on_error), NULL);
+
+  while (text->len < 1000 - 7)
+    g_string_append_c (text, 'x');
+  g_string_append (text, "\",1,\"\"]");
+  send_text (a, text->str);
+  wait_until (client_closed, a);
+  wait_until (client_closed, b);
+  wait_until (client_closed, c);
+  wait_until (client_closed, d);
+  /* The error is reported before b is closed (as TinyBase does), so the
+   * handler's destroy closes everybody first, b included. */
+  g_assert_cmpuint (a->close_code, ==, SOUP_WEBSOCKET_CLOSE_NO_STATUS);
+  g_assert_cmpuint (b->close_code, ==, SOUP_WEBSOCKET_CLOSE_NO_STATUS);
+  g_assert_cmpuint (c->close_code, ==, SOUP_WEBSOCKET_CLOSE_NO_STATUS);
+  g_assert_cmpuint (d->close_code, ==, SOUP_WEBSOCKET_CLOSE_NO_STATUS);
+  g_assert_true (g_str_has_suffix (((GError *) g_ptr_array_index (fx->errors, 0))->message,
+                                   "(tinybase:15:socket)"));
+  g_assert_cmpuint (fx->errors->len, ==, 1);
+  assert_stats (fx, 0, 0);
+  g_assert_cmpuint (n_paths, ==, 0);
+}
+
+static void
 test_expiry (Fixture       *fx,
              gconstpointer  data)
 {
@@ -1715,6 +1776,7 @@ main (int    argc,
   ADD ("duplicate-key", test_duplicate_key);
   ADD ("accept-client", test_accept_client);
   ADD ("destroy", test_destroy);
+  ADD ("reentrancy", test_reentrancy);
 
   return g_test_run ();
 }
