@@ -14,7 +14,9 @@
  *
  * tests/data/invalid-messages.json serverLegacy (62 cases) and
  * serverMultiple (22) are replayed in full against one server with
- * request-timeout 0.3 s, as recorded: a sender and an observer on the same
+ * request-timeout 0.3 s, as recorded, and serverSimpleLegacy (10) and
+ * serverSimpleMultiple (4) with 1 s (WsServerSimple's fixed lifetime; its
+ * cases record no ignored errors): a sender and an observer on the same
  * room (for serverMultiple the sender is multiplexed on /caseN and the
  * observer legacy on /caseN/pets). Asserted per case: the close code and
  * reason the sender got (or that it is still open, proven by a sentinel
@@ -1189,6 +1191,7 @@ replace (const char *text,
 }
 
 static guint n_cases_run;
+static guint n_cases_total;  /* keeps paths distinct across sets */
 
 /* Compares received frames with a vector array, {SENDER} replaced; an
  * expected string ending with "…" (the recording truncated it) is a
@@ -1223,17 +1226,20 @@ run_invalid_case (Fixture    *fx,
 {
   const char *description = json_object_get_string_member (item, "description");
   JsonArray *payloads = json_object_get_array_member (item, "payloads");
-  JsonArray *errors = json_object_get_array_member (item, "serverIgnoredErrors");
+  /* WsServerSimple cases record no errors: it has no onIgnoredError. */
+  JsonArray *errors = json_object_has_member (item, "serverIgnoredErrors")
+                        ? json_object_get_array_member (item, "serverIgnoredErrors") : NULL;
   JsonArray *replies = json_object_get_array_member (item, "repliesToSender");
   JsonArray *relayed = json_object_get_array_member (item, "relayedToObserver");
   JsonNode *closed_node = json_object_get_member (item, "senderClosedWith");
-  g_autofree char *path = g_strdup_printf ("/%s%u", multiple ? "multiple" : "legacy", index);
+  g_autofree char *path = g_strdup_printf ("/%s%u", multiple ? "multiple" : "legacy",
+                                           index + n_cases_total);
   g_autofree char *observer_path = g_strdup_printf ("%s%s", path, multiple ? "/pets" : "");
   g_autoptr(GByteArray) frames = g_byte_array_new ();
   TestClient *sender, *observer;
   guint errors_before = fx->errors->len;
 
-  g_test_message ("%s %u: %s", multiple ? "serverMultiple" : "serverLegacy", index, description);
+  g_test_message ("%s %u: %s", multiple ? "multiplexed" : "legacy", index, description);
 
   observer = session_connect (fx, observer_path, NULL);
   sender = raw_connect (fx, path, NULL, multiple ? "tinybase" : NULL);
@@ -1310,8 +1316,9 @@ run_invalid_case (Fixture    *fx,
   assert_frames (sender->received, replies, sender->key);
   assert_frames (observer->received, relayed, sender->key);
 
-  g_assert_cmpuint (fx->errors->len - errors_before, ==, json_array_get_length (errors));
-  for (guint i = 0; i < json_array_get_length (errors); i++)
+  if (errors != NULL)
+    g_assert_cmpuint (fx->errors->len - errors_before, ==, json_array_get_length (errors));
+  for (guint i = 0; errors != NULL && i < json_array_get_length (errors); i++)
     {
       const char *expected = json_array_get_string_element (errors, i);
       GError *error = g_ptr_array_index (fx->errors, errors_before + i);
@@ -1340,7 +1347,8 @@ static void
 run_invalid_cases (Fixture    *fx,
                    const char *member,
                    gboolean    multiple,
-                   guint       expected)
+                   guint       expected,
+                   double      request_timeout)
 {
   g_autoptr(JsonParser) parser = json_parser_new ();
   g_autoptr(GError) error = NULL;
@@ -1352,12 +1360,14 @@ run_invalid_cases (Fixture    *fx,
   cases = json_object_get_array_member (json_node_get_object (json_parser_get_root (parser)), member);
   g_assert_cmpuint (json_array_get_length (cases), ==, expected);
 
-  /* As recorded: a WsServer with requestTimeoutSeconds 0.3. */
-  ts_ws_server_set_request_timeout (fx->server, 0.3);
+  /* As recorded: a WsServer with requestTimeoutSeconds 0.3, or a
+   * WsServerSimple (fragments expire after 1 s). */
+  ts_ws_server_set_request_timeout (fx->server, request_timeout);
   n_cases_run = 0;
   for (guint i = 0; i < json_array_get_length (cases); i++)
     run_invalid_case (fx, json_array_get_object_element (cases, i), multiple, i);
   g_assert_cmpuint (n_cases_run, ==, expected);
+  n_cases_total += n_cases_run;
   g_test_message ("%s: %u of %u cases replayed", member, n_cases_run, expected);
 }
 
@@ -1365,14 +1375,23 @@ static void
 test_invalid_legacy (Fixture       *fx,
                      gconstpointer  data)
 {
-  run_invalid_cases (fx, "serverLegacy", FALSE, 62);
+  run_invalid_cases (fx, "serverLegacy", FALSE, 62, 0.3);
 }
 
 static void
 test_invalid_multiple (Fixture       *fx,
                        gconstpointer  data)
 {
-  run_invalid_cases (fx, "serverMultiple", TRUE, 22);
+  run_invalid_cases (fx, "serverMultiple", TRUE, 22, 0.3);
+}
+
+/* WsServerSimple shares the relay, the decoder and the close codes. */
+static void
+test_invalid_simple (Fixture       *fx,
+                     gconstpointer  data)
+{
+  run_invalid_cases (fx, "serverSimpleLegacy", FALSE, 10, 1.0);
+  run_invalid_cases (fx, "serverSimpleMultiple", TRUE, 4, 1.0);
 }
 
 /* ---- Limits ------------------------------------------------------------- */
@@ -1771,6 +1790,7 @@ main (int    argc,
   ADD ("expiry", test_expiry);
   ADD ("invalid-messages/legacy", test_invalid_legacy);
   ADD ("invalid-messages/multiple", test_invalid_multiple);
+  ADD ("invalid-messages/simple", test_invalid_simple);
   ADD ("max-message-size", test_max_message_size);
   ADD ("back-pressure", test_back_pressure);
   ADD ("duplicate-key", test_duplicate_key);
