@@ -375,6 +375,8 @@ client_unref (Client *client)
   g_clear_pointer (&client->legacy, member_free);
   g_clear_pointer (&client->channels, g_hash_table_unref);
   g_clear_pointer (&client->budget, ts_payload_budget_unref);
+  if (client->conn != NULL)
+    release_connection (g_steal_pointer (&client->conn));
   g_clear_object (&client->io);
   g_free (client->id);
   g_free (client->base_path);
