@@ -923,6 +923,9 @@ bare_reset (Bare *bare)
 {
   if (bare->conn != NULL)
     {
+      /* let the client's own close arrive first: when both sides close at
+       * once, libsoup 3.2 waits 5 s for the peer to drop the socket */
+      wait_for (bare_is_closed, bare, 2000);
       if (soup_websocket_connection_get_state (bare->conn) == SOUP_WEBSOCKET_STATE_OPEN)
         soup_websocket_connection_close (bare->conn, SOUP_WEBSOCKET_CLOSE_NORMAL, NULL);
       g_assert_true (wait_for (bare_is_closed, bare, 10000));
