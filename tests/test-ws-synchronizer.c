@@ -609,7 +609,12 @@ run_seed (guint fragment_size)
   g_signal_connect (sync2, "ignored-error", G_CALLBACK (on_ignored_error), errors);
 
   start_sync (sync1);
+  /* nobody answered: back to idle all the same */
+  g_assert_cmpint (ts_synchronizer_get_status (TS_SYNCHRONIZER (sync1)), ==,
+                   TS_SYNCHRONIZER_STATUS_IDLE);
   start_sync (sync2);
+  g_assert_cmpint (ts_synchronizer_get_status (TS_SYNCHRONIZER (sync2)), ==,
+                   TS_SYNCHRONIZER_STATUS_IDLE);
   /* sync2 got an answer from sync1: no timeout */
   g_assert_cmpuint (errors->len, ==, 0);
 

@@ -898,6 +898,9 @@ on_initial_pull (TsSynchronizer *self,
     }
   else
     apply_pull (self, pull);
+  /* the load is over, whatever it brought (nothing, when nobody answered) */
+  if (priv->loading == 0)
+    set_status (self, TS_SYNCHRONIZER_STATUS_IDLE);
 
   /* auto-save start: announce our hashes, then broadcast every change */
   if (priv->syncing)
