@@ -1241,6 +1241,174 @@ test_for_connection (void)
 }
 
 /* ======================================================================= */
+/* A server that completes the handshake, then never answers                */
+/* ======================================================================= */
+
+typedef struct {
+  GSocketService *service;
+  guint           port;
+  GPtrArray      *connections;   /* GSocketConnection*, kept silent */
+  guint           accepted;
+} Silent;
+
+typedef struct {
+  Silent            *silent;
+  GSocketConnection *conn;
+  GString           *request;
+  char               buffer[512];
+} SilentClient;
+
+static void silent_read (SilentClient *client);
+
+static void
+silent_written (GObject      *source,
+                GAsyncResult *result,
+                gpointer      data)
+{
+  SilentClient *client = data;
+
+  g_output_stream_write_all_finish (G_OUTPUT_STREAM (source), result, NULL, NULL);
+  /* from now on: read nothing, answer nothing (no pongs) */
+  g_ptr_array_add (client->silent->connections, client->conn);
+  g_string_free (client->request, TRUE);
+  g_free (client);
+}
+
+static void
+silent_on_read (GObject      *source,
+                GAsyncResult *result,
+                gpointer      data)
+{
+  SilentClient *client = data;
+  gssize n = g_input_stream_read_finish (G_INPUT_STREAM (source), result, NULL);
+  const char *key;
+  g_autofree char *accept = NULL;
+  g_autoptr(GChecksum) sha1 = NULL;
+  char *response;
+  guint8 digest[20];
+  gsize len = sizeof digest;
+
+  if (n <= 0)
+    {
+      g_object_unref (client->conn);
+      g_string_free (client->request, TRUE);
+      g_free (client);
+      return;
+    }
+  g_string_append_len (client->request, client->buffer, n);
+  if (strstr (client->request->str, "\r\n\r\n") == NULL)
+    {
+      silent_read (client);
+      return;
+    }
+  key = strstr (client->request->str, "Sec-WebSocket-Key: ");
+  g_assert_nonnull (key);
+  key += strlen ("Sec-WebSocket-Key: ");
+  sha1 = g_checksum_new (G_CHECKSUM_SHA1);
+  g_checksum_update (sha1, (const guchar *) key, strcspn (key, "\r"));
+  g_checksum_update (sha1, (const guchar *) "258EAFA5-E914-47DA-95CA-C5AB0DC85B11", -1);
+  g_checksum_get_digest (sha1, digest, &len);
+  accept = g_base64_encode (digest, len);
+  response = g_strdup_printf ("HTTP/1.1 101 Switching Protocols\r\n"
+                              "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                              "Sec-WebSocket-Accept: %s\r\n\r\n", accept);
+  len = strlen (response);
+  g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (client->conn)),
+                                   response, len, G_PRIORITY_DEFAULT, NULL, silent_written, client);
+  g_object_set_data_full (G_OBJECT (client->conn), "response", response, g_free);
+}
+
+static void
+silent_read (SilentClient *client)
+{
+  g_input_stream_read_async (g_io_stream_get_input_stream (G_IO_STREAM (client->conn)),
+                             client->buffer, sizeof client->buffer, G_PRIORITY_DEFAULT, NULL,
+                             silent_on_read, client);
+}
+
+static gboolean
+silent_on_incoming (GSocketService    *service,
+                    GSocketConnection *conn,
+                    GObject           *source,
+                    gpointer           data)
+{
+  SilentClient *client = g_new0 (SilentClient, 1);
+
+  client->silent = data;
+  client->silent->accepted++;
+  client->conn = g_object_ref (conn);
+  client->request = g_string_new (NULL);
+  silent_read (client);
+  return TRUE;
+}
+
+static Silent *
+silent_new (void)
+{
+  Silent *silent = g_new0 (Silent, 1);
+  g_autoptr(GSocketAddress) address = g_inet_socket_address_new_from_string ("127.0.0.1", 0);
+  g_autoptr(GSocketAddress) effective = NULL;
+  g_autoptr(GError) error = NULL;
+
+  silent->connections = g_ptr_array_new_with_free_func (g_object_unref);
+  silent->service = g_socket_service_new ();
+  g_socket_listener_add_address (G_SOCKET_LISTENER (silent->service), address,
+                                 G_SOCKET_TYPE_STREAM, G_SOCKET_PROTOCOL_TCP, NULL,
+                                 &effective, &error);
+  g_assert_no_error (error);
+  silent->port = g_inet_socket_address_get_port (G_INET_SOCKET_ADDRESS (effective));
+  g_signal_connect (silent->service, "incoming", G_CALLBACK (silent_on_incoming), silent);
+  g_socket_service_start (silent->service);
+  return silent;
+}
+
+static void
+silent_free (Silent *silent)
+{
+  g_socket_service_stop (silent->service);
+  g_socket_listener_close (G_SOCKET_LISTENER (silent->service));
+  g_object_unref (silent->service);
+  g_ptr_array_unref (silent->connections);
+  g_free (silent);
+}
+
+static gboolean
+two_accepted (gpointer data)
+{
+  return ((Silent *) data)->accepted >= 2;
+}
+
+static void
+test_keepalive (void)
+{
+  Silent *silent = silent_new ();
+  g_autofree char *uri = g_strdup_printf ("ws://127.0.0.1:%u/room", silent->port);
+  g_autoptr(TsMergeableStore) store = new_store ("store");
+  g_autoptr(GPtrArray) errors = g_ptr_array_new_with_free_func (g_free);
+  g_autoptr(GError) error = NULL;
+  TsWsSynchronizer *sync;
+
+  sync = create_sync (store, uri, 0.2, &error);
+  g_assert_no_error (error);
+  g_assert_cmpuint (ts_ws_synchronizer_get_keepalive_interval (sync), ==, 30);
+  g_signal_connect (sync, "ignored-error", G_CALLBACK (on_ignored_error), errors);
+  ts_ws_synchronizer_set_keepalive_interval (sync, 1);
+  g_assert_true (ts_ws_synchronizer_is_connected (sync));
+
+  /* no pong, nothing else: given up after two intervals, reopened */
+  g_assert_true (wait_for (is_disconnected, sync, 5000));
+  g_assert_true (g_ptr_array_find_with_equal_func (errors, "tinybase:5", g_str_equal, NULL));
+  g_assert_true (wait_for (two_accepted, silent, 5000));
+  g_assert_true (wait_for (is_connected, sync, 5000));
+
+  ts_ws_synchronizer_set_reconnect (sync, FALSE);
+  g_assert_true (wait_for (is_disconnected, sync, 5000));
+  g_assert_false (wait_for (is_connected, sync, 1500));
+  destroy_sync (&sync);
+  silent_free (silent);
+}
+
+/* ======================================================================= */
 /* Channel mode                                                             */
 /* ======================================================================= */
 
@@ -1364,6 +1532,51 @@ test_channel_reconnect (void)
   destroy_sync (&sb);
   g_assert_true (wait_for (relay_empty, relay, 5000));
   relay_free (relay);
+}
+
+static gboolean
+cancel_cb (gpointer data)
+{
+  g_cancellable_cancel (data);
+  return G_SOURCE_REMOVE;
+}
+
+static void
+test_cancel (void)
+{
+  Bare *bare = bare_new (TRUE);
+  g_autofree char *uri = g_strdup_printf ("ws://127.0.0.1:%u/room", bare->port);
+  g_autoptr(TsMergeableStore) store = new_store ("store");
+  g_autoptr(GCancellable) cancellable = g_cancellable_new ();
+  g_autoptr(GCancellable) cancellable2 = g_cancellable_new ();
+  g_autoptr(GError) error = NULL;
+  Async async = { NULL };
+  TsWsSynchronizer *sync;
+  gint64 start = g_get_monotonic_time ();
+
+  /* a channel whose Hello is never answered (timeout 5 s), cancelled */
+  ts_ws_synchronizer_new_channel_async (store, uri, "pets", 5, cancellable, on_async, &async);
+  g_timeout_add (200, cancel_cb, cancellable);
+  g_assert_true (wait_for (async_done, &async, 5000));
+  sync = ts_ws_synchronizer_new_finish (async.result, &error);
+  g_clear_object (&async.result);
+  g_assert_null (sync);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  g_assert_cmpint (g_get_monotonic_time () - start, <, 3 * G_USEC_PER_SEC);
+  g_clear_error (&error);
+  /* the socket, left without channels, is closed */
+  g_assert_true (wait_for (bare_is_closed, bare, 5000));
+  bare_reset (bare);
+
+  /* a legacy connection cancelled at once */
+  ts_ws_synchronizer_new_async (store, uri, 1, cancellable2, on_async, &async);
+  g_cancellable_cancel (cancellable2);
+  g_assert_true (wait_for (async_done, &async, 5000));
+  sync = ts_ws_synchronizer_new_finish (async.result, &error);
+  g_clear_object (&async.result);
+  g_assert_null (sync);
+  g_assert_error (error, G_IO_ERROR, G_IO_ERROR_CANCELLED);
+  bare_free (bare);
 }
 
 /* The clientMultiple cases: the bare server answers Hello/Subscribe as
@@ -1550,9 +1763,11 @@ main (int   argc,
   g_test_add_func ("/tinysync/ws-synchronizer/destroy-closes", test_destroy_closes);
   g_test_add_func ("/tinysync/ws-synchronizer/send-overflow", test_send_overflow);
   g_test_add_func ("/tinysync/ws-synchronizer/for-connection", test_for_connection);
+  g_test_add_func ("/tinysync/ws-synchronizer/keepalive", test_keepalive);
   g_test_add_func ("/tinysync/ws-synchronizer/invalid-messages/legacy", test_invalid_legacy);
   g_test_add_func ("/tinysync/ws-synchronizer/channels", test_channels);
   g_test_add_func ("/tinysync/ws-synchronizer/channel-reconnect", test_channel_reconnect);
+  g_test_add_func ("/tinysync/ws-synchronizer/cancel", test_cancel);
   g_test_add_func ("/tinysync/ws-synchronizer/invalid-messages/multiple", test_invalid_multiple);
 
   return g_test_run ();

@@ -1399,6 +1399,7 @@ struct _Channel {
   gboolean          dirty;             /* a ContentHashes is owed */
   char             *dirty_request_id;
   GTask            *creation;
+  gulong            cancel_id;         /* on the creation's cancellable */
 };
 
 typedef void (*ControlDone) (Mux          *mux,
@@ -1432,6 +1433,7 @@ struct _Mux {
   gboolean                 destroyed;
   guint                    queued_count;
   gsize                    queued_size;
+  GSource                 *flush;       /* retry after back-pressure */
 };
 
 G_LOCK_DEFINE_STATIC (muxes);
@@ -1486,6 +1488,7 @@ mux_unref (Mux *mux)
         g_object_set_qdata (G_OBJECT (mux->caller_connection), mux_quark, NULL);
       g_clear_object (&mux->caller_connection);
     }
+  clear_source (&mux->flush);
   link_clear (&mux->link);
   g_hash_table_unref (mux->controls);
   g_hash_table_unref (mux->channels);
@@ -1737,6 +1740,47 @@ channel_content_hashes (Channel *channel)
                               NULL);
 }
 
+/* TinyBase's back-pressure rule: the socket's unsent bytes plus this
+ * much would pass 16 MiB. */
+static gboolean
+mux_pressured (Mux   *mux,
+               gsize  size)
+{
+  return link_buffered (&mux->link) + size > MAX_QUEUED_SIZE;
+}
+
+static void channel_flush (Channel *channel);
+
+static gboolean
+mux_flush_cb (gpointer data)
+{
+  Mux *mux = mux_ref (data);
+
+  g_clear_pointer (&mux->flush, g_source_unref);
+  for (guint i = 0; i < mux->order->len; i++)
+    channel_flush (mux->order->pdata[i]);
+  mux_unref (mux);
+  return G_SOURCE_REMOVE;
+}
+
+/* Retries queued sends every 10 ms while the socket is back-pressured. */
+static void
+mux_schedule_flush (Mux *mux)
+{
+  if (mux->flush == NULL && !mux->destroyed)
+    mux->flush = link_add_timeout (&mux->link, 10, mux_flush_cb, mux, "[tinysync] flush");
+}
+
+static gsize
+payloads_size (GPtrArray *payloads)
+{
+  gsize size = 0;
+
+  for (guint i = 0; i < payloads->len; i++)
+    size += g_bytes_get_size (payloads->pdata[i]);
+  return size;
+}
+
 /* Sends what was queued while the channel could not send, then one fresh
  * ContentHashes for the coalesced broadcasts. */
 static void
@@ -1748,9 +1792,17 @@ channel_flush (Channel *channel)
   if (!mux_can_send (mux) || !channel->subscribed)
     return;
   channel_expire_outgoing (channel);
-  while ((outgoing = g_queue_pop_head (&channel->outgoing)) != NULL)
+  while ((outgoing = g_queue_peek_head (&channel->outgoing)) != NULL)
     {
-      gboolean ok = channel_send_now (channel, outgoing->payloads, outgoing->next);
+      gboolean ok;
+
+      if (mux_pressured (mux, outgoing->size))
+        {
+          mux_schedule_flush (mux);
+          return;
+        }
+      g_queue_pop_head (&channel->outgoing);
+      ok = channel_send_now (channel, outgoing->payloads, outgoing->next);
 
       mux->queued_count -= outgoing->payloads->len - outgoing->next;
       mux->queued_size -= outgoing->size;
@@ -1762,6 +1814,11 @@ channel_flush (Channel *channel)
     {
       g_autoptr(GPtrArray) payloads = channel_content_hashes (channel);
 
+      if (mux_pressured (mux, payloads_size (payloads)))
+        {
+          mux_schedule_flush (mux);
+          return;
+        }
       channel->dirty = FALSE;
       g_clear_pointer (&channel->dirty_request_id, g_free);
       channel_send_now (channel, payloads, 0);
@@ -1774,10 +1831,8 @@ channel_queue (Channel   *channel,
 {
   Mux *mux = channel->mux;
   Outgoing *outgoing;
-  gsize size = 0;
+  gsize size = payloads_size (payloads);
 
-  for (guint i = 0; i < payloads->len; i++)
-    size += g_bytes_get_size (payloads->pdata[i]);
   channel_expire_outgoing (channel);
   if (mux->queued_count + payloads->len > MAX_QUEUED_PAYLOADS ||
       mux->queued_size + size > MAX_QUEUED_SIZE)
@@ -1811,22 +1866,22 @@ channel_send (Channel    *channel,
     return;
   coalesce = to == NULL && peek_message (json, len, &request_id, &type) &&
              (type == TS_MESSAGE_CONTENT_HASHES || type == TS_MESSAGE_CONTENT_DIFF);
+  payloads = ts_payload_fragment (to, -1, json, len, channel->sync->fragment_size, NULL);
   if (mux_can_send (mux) && channel->subscribed && g_queue_is_empty (&channel->outgoing) &&
-      !channel->dirty)
-    {
-      payloads = ts_payload_fragment (to, -1, json, len, channel->sync->fragment_size, NULL);
-      channel_send_now (channel, payloads, 0);
-    }
-  else if (coalesce)
-    {
-      channel->dirty = TRUE;
-      g_free (channel->dirty_request_id);
-      channel->dirty_request_id = g_steal_pointer (&request_id);
-    }
+      !channel->dirty && !mux_pressured (mux, payloads_size (payloads)))
+    channel_send_now (channel, payloads, 0);
   else
     {
-      payloads = ts_payload_fragment (to, -1, json, len, channel->sync->fragment_size, NULL);
-      channel_queue (channel, payloads);
+      if (coalesce)
+        {
+          channel->dirty = TRUE;
+          g_free (channel->dirty_request_id);
+          channel->dirty_request_id = g_steal_pointer (&request_id);
+        }
+      else
+        channel_queue (channel, payloads);
+      if (mux_can_send (mux) && channel->subscribed)
+        mux_schedule_flush (mux);
     }
 }
 
@@ -1882,6 +1937,7 @@ mux_shutdown_if_empty (Mux *mux)
   error = g_error_new (TS_ERROR, TS_ERROR_CLOSED,
                        _("The multiplexed connection was destroyed (tinybase:8)"));
   mux_fail_controls (mux, error);
+  clear_source (&mux->flush);
   link_stop (&mux->link);
 }
 
@@ -2324,6 +2380,10 @@ channel_complete_creation (Channel      *channel,
   GTask *task = g_steal_pointer (&channel->creation);
   TsWsSynchronizer *self = g_task_get_source_object (task);
 
+  if (channel->cancel_id != 0)
+    g_cancellable_disconnect (g_task_get_cancellable (task), channel->cancel_id);
+  channel->cancel_id = 0;
+
   if (error == NULL)
     {
       self->initialized = TRUE;
@@ -2348,6 +2408,38 @@ self_channel (TsWsSynchronizer *self)
   if (self->mux == NULL || self->channel_id == NULL)
     return NULL;
   return g_hash_table_lookup (self->mux->channels, self->channel_id);
+}
+
+static gboolean
+creation_cancelled_cb (gpointer data)
+{
+  GTask *task = data;
+  TsWsSynchronizer *self = g_task_get_source_object (task);
+  Channel *channel = self_channel (self);
+
+  if (channel != NULL && channel->sync == self && channel->creation == task)
+    {
+      g_autoptr(GError) error = g_error_new (G_IO_ERROR, G_IO_ERROR_CANCELLED,
+                                             _("Operation was cancelled"));
+
+      channel_complete_creation (channel, error);
+    }
+  return G_SOURCE_REMOVE;
+}
+
+/* Runs wherever the cancellable is cancelled: finish from the main
+ * context instead. */
+static void
+on_creation_cancelled (GCancellable *cancellable,
+                       gpointer      data)
+{
+  GTask *task = data;
+  GSource *source = g_idle_source_new ();
+
+  g_source_set_callback (source, creation_cancelled_cb, g_object_ref (task), g_object_unref);
+  g_source_set_static_name (source, "[tinysync] creation cancelled");
+  g_source_attach (source, g_task_get_context (task));
+  g_source_unref (source);
 }
 
 static void
@@ -2428,6 +2520,9 @@ channel_init_async (TsWsSynchronizer *self,
                                              ts_synchronizer_get_request_timeout (TS_SYNCHRONIZER (self)));
   g_hash_table_insert (mux->channels, channel->id, channel);
   g_ptr_array_add (mux->order, channel);
+  if (g_task_get_cancellable (task) != NULL)
+    channel->cancel_id = g_cancellable_connect (g_task_get_cancellable (task),
+                                                G_CALLBACK (on_creation_cancelled), task, NULL);
 
   if (created)
     {
