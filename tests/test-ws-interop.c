@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include <json-glib/json-glib.h>
+#include <libsoup/soup.h>
 #include <tinysync/tinysync.h>
 
 /* ======================================================================= */
@@ -376,14 +377,54 @@ on_ignored_error (TsSynchronizer *sync,
   g_test_message ("%s: ignored error: %s", (const char *) data, error->message);
 }
 
-static TsWsSynchronizer *
-c_client (TsMergeableStore *store,
-          const char       *path,
-          const char       *channel,
-          double            timeout,
-          guint             fragment_size)
+/* tinysync's own server, in this process */
+static SoupServer *ts_soup_server;
+static TsWsServer *ts_server;
+static guint       ts_server_port;
+
+static void
+ts_server_start (void)
 {
-  g_autofree char *uri = g_strdup_printf ("ws://127.0.0.1:%u%s", node->port, path);
+  g_autoptr(GError) error = NULL;
+  GSList *uris;
+
+  ts_soup_server = soup_server_new ("raw-paths", TRUE, NULL);
+  ts_server = ts_ws_server_new (ts_soup_server);
+  ts_ws_server_set_request_timeout (ts_server, 0.3);
+  soup_server_listen_local (ts_soup_server, 0, SOUP_SERVER_LISTEN_IPV4_ONLY, &error);
+  g_assert_no_error (error);
+  uris = soup_server_get_uris (ts_soup_server);
+  ts_server_port = g_uri_get_port (uris->data);
+  g_slist_free_full (uris, (GDestroyNotify) g_uri_unref);
+}
+
+static gboolean
+ts_server_empty (gpointer data)
+{
+  guint paths = 0, clients = 0;
+
+  ts_ws_server_get_stats (ts_server, &paths, &clients);
+  return paths == 0 && clients == 0;
+}
+
+static void
+ts_server_stop (void)
+{
+  g_assert_true (wait_for (ts_server_empty, NULL, 10000));
+  ts_ws_server_destroy (ts_server);
+  g_clear_object (&ts_server);
+  g_clear_object (&ts_soup_server);
+}
+
+static TsWsSynchronizer *
+c_client_on (guint             port,
+             TsMergeableStore *store,
+             const char       *path,
+             const char       *channel,
+             double            timeout,
+             guint             fragment_size)
+{
+  g_autofree char *uri = g_strdup_printf ("ws://127.0.0.1:%u%s", port, path);
   g_autoptr(GError) error = NULL;
   Async async = { NULL };
   TsWsSynchronizer *sync;
@@ -406,6 +447,16 @@ c_client (TsMergeableStore *store,
   g_assert_true (ts_synchronizer_start_sync_finish (TS_SYNCHRONIZER (sync), async.result, &error));
   g_object_unref (async.result);
   return sync;
+}
+
+static TsWsSynchronizer *
+c_client (TsMergeableStore *store,
+          const char       *path,
+          const char       *channel,
+          double            timeout,
+          guint             fragment_size)
+{
+  return c_client_on (node->port, store, path, channel, timeout, fragment_size);
 }
 
 static void
@@ -674,6 +725,49 @@ test_server_restart (void)
   destroy_sync (sb);
 }
 
+/* (c) TinyBase clients and tinysync clients through TsWsServer */
+static void
+test_ts_server_mixed (void)
+{
+  g_autoptr(TsMergeableStore) c1 = NULL;
+  g_autoptr(TsMergeableStore) c2 = NULL;
+  TsWsSynchronizer *s1, *s2;
+
+  SKIP_WITHOUT_NODE ();
+  ts_server_start ();
+  c1 = ts_mergeable_store_new ("c1");
+  c2 = ts_mergeable_store_new ("c2");
+  s1 = c_client_on (ts_server_port, c1, "/room", NULL, 0.3, 0);
+  json_node_unref (node_call ("\"cmd\":\"client\",\"name\":\"tsjs1\",\"path\":\"/room\",\"uniqueId\":\"tsjs1\","
+                              "\"timeout\":0.3,\"fragmentSize\":50,\"port\":%u", ts_server_port));
+  /* a multiplexed tinysync client on room/ch next to a TinyBase legacy one */
+  s2 = c_client_on (ts_server_port, c2, "/room", "ch", 0.3, 20);
+  json_node_unref (node_call ("\"cmd\":\"client\",\"name\":\"tsjs2\",\"path\":\"/room/ch\",\"uniqueId\":\"tsjs2\","
+                              "\"timeout\":0.3,\"port\":%u", ts_server_port));
+
+  node_call_ok ("\"cmd\":\"do\",\"name\":\"tsjs1\",\"ops\":["
+                "[\"setCell\",\"t\",\"r\",\"c\",\"js\"],"
+                "[\"setCell\",\"t\",\"ö\",\"arr\",[1,[2,\"three\"]]],"
+                "[\"setValue\",\"v\",-0.5]]");
+  set_cell_json (c1, "t", "r", "c", "\"c\"");
+  set_cell_json (c1, "t", "r", "obj", "{\"deep\":{\"x\":[true,null]}}");
+  ts_mergeable_store_del_value (c1, "v");
+  set_cell_json (c2, "ch", "r", "c", "\"in the channel\"");
+  node_call_ok ("\"cmd\":\"do\",\"name\":\"tsjs2\",\"ops\":[[\"setCell\",\"ch\",\"r2\",\"n\",1e21]]");
+  {
+    Peer room[] = { { "tsjs1", NULL }, { NULL, c1 } };
+    Peer ch[] = { { "tsjs2", NULL }, { NULL, c2 } };
+
+    assert_peers_agree (room, G_N_ELEMENTS (room));
+    assert_peers_agree (ch, G_N_ELEMENTS (ch));
+  }
+  node_call_ok ("\"cmd\":\"destroy\",\"name\":\"tsjs1\"");
+  node_call_ok ("\"cmd\":\"destroy\",\"name\":\"tsjs2\"");
+  destroy_sync (s1);
+  destroy_sync (s2);
+  ts_server_stop ();
+}
+
 int
 main (int   argc,
       char *argv[])
@@ -689,6 +783,7 @@ main (int   argc,
   g_test_add_func ("/tinysync/ws-interop/tinybase-server/mixed-room", test_mixed_room);
   g_test_add_func ("/tinysync/ws-interop/tinybase-server/channels", test_channels);
   g_test_add_func ("/tinysync/ws-interop/tinybase-server/restart", test_server_restart);
+  g_test_add_func ("/tinysync/ws-interop/ts-server/mixed-room", test_ts_server_mixed);
 
   result = g_test_run ();
   node_stop ();

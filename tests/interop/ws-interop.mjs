@@ -16,9 +16,11 @@
 //            every room gets a server-side MergeableStore (client id S),
 //            kept in memory per path across restarts.
 //   stop     destroys the WsServer (its clients see the socket close).
-//   client   {name, path, uniqueId, timeout?, fragmentSize?, channel?}
+//   client   {name, path, uniqueId, timeout?, fragmentSize?, channel?, port?}
 //            a MergeableStore + WebSocket + createWsSynchronizer (legacy,
-//            or multiplexed on `channel`), then startSync().
+//            or multiplexed on `channel`), then startSync(). `port`: connect
+//            to another server on 127.0.0.1 (the C test's TsWsServer)
+//            instead of this one.
 //   do       {name, ops: [[method, ...args], ...]} calls store methods
 //            (one transaction when ops has several entries).
 //   dump     {name} or {server: path}: hashes [tables, values], the
@@ -134,9 +136,9 @@ const handlers = {
     await stopServer();
     return {};
   },
-  client: async ({name, path, uniqueId, timeout = 1, fragmentSize, channel}) => {
+  client: async ({name, path, uniqueId, timeout = 1, fragmentSize, channel, port: other}) => {
     const store = createMergeableStore(uniqueId);
-    const url = `ws://127.0.0.1:${port}${path}`;
+    const url = `ws://127.0.0.1:${other ?? port}${path}`;
     errors[name] = [];
     const onError = (error) => errors[name].push(String(error?.message ?? error));
     const webSocket = await openSocket(url, channel != null ? 'tinybase' : undefined);
