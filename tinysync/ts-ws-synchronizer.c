@@ -1434,6 +1434,7 @@ struct _Mux {
   guint                    queued_count;
   gsize                    queued_size;
   GSource                 *flush;       /* retry after back-pressure */
+  guint                    max_payload; /* the first channel's max-message-size */
 };
 
 G_LOCK_DEFINE_STATIC (muxes);
@@ -2089,7 +2090,7 @@ mux_start_connection (Mux *mux)
   mux->hello_sent = FALSE;
   mux->failed = FALSE;
   g_clear_pointer (&mux->budget, ts_payload_budget_unref);
-  mux->budget = ts_payload_budget_new (0, 0);
+  mux->budget = ts_payload_budget_new (mux->max_payload, 0);
   for (guint i = 0; i < mux->order->len; i++)
     {
       Channel *channel = mux->order->pdata[i];
@@ -2528,6 +2529,8 @@ channel_init_async (TsWsSynchronizer *self,
     {
       mux->link.reconnect = self->reconnect;
       mux->link.keepalive = self->keepalive;
+      mux->max_payload = self->max_message_size;
+      link_set_max_incoming (&mux->link, incoming_limit (self->max_message_size));
       if (mux->caller_connection != NULL)
         {
           link_attach (&mux->link, g_object_ref (mux->caller_connection), NULL);
@@ -2804,7 +2807,8 @@ ts_ws_synchronizer_class_init (TsWsSynchronizerClass *klass)
    * The largest payload, in bytes, sent or accepted (TinyBase: 16 MiB).
    * A larger incoming one closes the socket with 1013
    * `tinybase:15:socket`; sending a larger one does the same. Changes
-   * apply to the next connection.
+   * apply to the next connection. Channel synchronizers sharing a socket
+   * use the value the first of them had when the socket was set up.
    *
    * Since: 1.0
    */
@@ -3065,7 +3069,7 @@ ts_ws_synchronizer_new_for_connection (TsMergeableStore        *store,
  * synchronizers created for the same @uri share one connection, opened
  * with the `tinybase` subprotocol; each channel is the room
  * `path/channelId` on the server. Finish with
- * [func@Tinysync.WsSynchronizer.new_finish]; the synchronizer is returned
+ * [ctor@Tinysync.WsSynchronizer.new_finish]; the synchronizer is returned
  * once the server acknowledged the channel.
  *
  * Since: 1.0
@@ -3108,7 +3112,7 @@ ts_ws_synchronizer_new_channel_async (TsMergeableStore    *store,
  * Creates a channel-mode synchronizer on a connection the caller opened;
  * every channel synchronizer created on the same @connection shares it,
  * and destroying the last one closes it. Finish with
- * [func@Tinysync.WsSynchronizer.new_finish].
+ * [ctor@Tinysync.WsSynchronizer.new_finish].
  *
  * Since: 1.0
  */
