@@ -278,6 +278,7 @@ struct _Attempt {
   GUri              *uri;
   char              *key;           /* Sec-WebSocket-Key */
   GSocketConnection *stream;
+  char              *request;       /* being written */
   GString           *response;
   guint8             byte;
 };
@@ -545,6 +546,7 @@ attempt_free (Attempt *attempt)
   g_clear_pointer (&attempt->uri, g_uri_unref);
   g_free (attempt->key);
   g_clear_object (&attempt->stream);
+  g_free (attempt->request);
   if (attempt->response != NULL)
     g_string_free (attempt->response, TRUE);
   g_free (attempt);
@@ -824,8 +826,9 @@ on_socket_connected (GObject      *source,
     g_string_append_printf (request, "Sec-WebSocket-Protocol: %s\r\n", attempt->link->protocol);
   g_string_append (request, "User-Agent: tinysync/" PACKAGE_VERSION "\r\n\r\n");
   len = request->len;
+  attempt->request = g_string_free (request, FALSE);
   g_output_stream_write_all_async (g_io_stream_get_output_stream (G_IO_STREAM (attempt->stream)),
-                                   g_string_free (request, FALSE), len, G_PRIORITY_DEFAULT,
+                                   attempt->request, len, G_PRIORITY_DEFAULT,
                                    attempt->cancellable, on_request_written, attempt);
 }
 
