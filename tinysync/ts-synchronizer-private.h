@@ -19,4 +19,10 @@ void _ts_synchronizer_receive (TsSynchronizer   *self,
                                int               type,
                                const TsJsonNode *body);
 
+/* Starts syncing without the initial pull: announces the store's hashes
+ * and broadcasts every later change. For a room's server store, whose
+ * clients are not syncing yet when it starts and which pulls from each of
+ * them as soon as they announce their hashes. */
+void _ts_synchronizer_start_sync_quietly (TsSynchronizer *self);
+
 G_END_DECLS

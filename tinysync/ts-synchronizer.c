@@ -969,6 +969,23 @@ ts_synchronizer_start_sync_async (TsSynchronizer      *self,
   pull_start (self, NULL, NULL, NULL, on_initial_pull, task);
 }
 
+void
+_ts_synchronizer_start_sync_quietly (TsSynchronizer *self)
+{
+  TsSynchronizerPrivate *priv = ts_synchronizer_get_instance_private (self);
+
+  g_return_if_fail (TS_IS_SYNCHRONIZER (self));
+
+  if (priv->destroyed || priv->syncing)
+    return;
+  priv->syncing = TRUE;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_SYNCING]);
+  broadcast_content_hashes (self);
+  if (priv->finished_handler == 0)
+    priv->finished_handler = g_signal_connect (priv->store, "transaction-finished",
+                                               G_CALLBACK (on_transaction_finished), self);
+}
+
 /**
  * ts_synchronizer_start_sync_finish:
  * @self: a synchronizer
