@@ -14,5 +14,9 @@
 #include "ts-synchronizer.h"
 #include "ts-ws-synchronizer.h"
 #include "ts-ws-server.h"
+#include "ts-row-object.h"
+#include "ts-table-model.h"
+#include "ts-id-object.h"
+#include "ts-table-ids-model.h"
 
 #undef TS_INSIDE
