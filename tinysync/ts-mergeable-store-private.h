@@ -21,6 +21,12 @@ void         _ts_mergeable_store_write_transaction_changes (TsMergeableStore *se
                                                            gboolean          with_hashes);
 /* Whether the announced (or open) transaction changed any cell or value */
 gboolean     _ts_mergeable_store_transaction_changed      (TsMergeableStore *self);
+/* Counts stamp writes that no transaction's mergeable changes list (see
+ * TsStampTree.unlisted_writes): when it moved during a transaction, its
+ * with-hashes changes do not describe every stamp that changed. */
+guint64      _ts_mergeable_store_get_unlisted_writes      (TsMergeableStore *self);
+/* Whether the stamp tree holds no stamp at all (a new store) */
+gboolean     _ts_mergeable_store_is_empty                 (TsMergeableStore *self);
 /* Applies several tables stamps and a values stamp (NULL: none) received
  * from a peer as one set of changes, in one transaction; all are validated
  * first and nothing is applied if one is invalid. */

@@ -942,6 +942,29 @@ change_is_net (const TsChange *change)
   return !ts_val_equal (&now, &change->old);
 }
 
+/* A (table id, row id) pair, for finding the distinct rows of a log */
+typedef struct {
+  const char *table_id;
+  const char *row_id;
+} RowKey;
+
+static guint
+row_key_hash (gconstpointer key)
+{
+  const RowKey *k = key;
+
+  return g_str_hash (k->table_id) * 31 + g_str_hash (k->row_id);
+}
+
+static gboolean
+row_key_equal (gconstpointer a,
+               gconstpointer b)
+{
+  const RowKey *ka = a, *kb = b;
+
+  return strcmp (ka->table_id, kb->table_id) == 0 && strcmp (ka->row_id, kb->row_id) == 0;
+}
+
 static void
 announce (TsMergeableStore *self,
           GArray           *log)
@@ -954,6 +977,8 @@ announce (TsMergeableStore *self,
   const char *last_table = NULL, *last_row = NULL;
   g_autoptr(GPtrArray) rows = NULL;    /* (table, row) pairs, flattened */
   g_autoptr(GPtrArray) tables = NULL;
+  g_autoptr(GHashTable) seen_rows = NULL;     /* RowKey set */
+  g_autoptr(GHashTable) seen_tables = NULL;
   GQuark detail;
 
   for (guint i = 0; i < log->len; i++)
@@ -983,14 +1008,16 @@ announce (TsMergeableStore *self,
       /* remember distinct rows and tables, in first-change order */
       if (last_table == NULL || strcmp (last_table, table_id) != 0 || strcmp (last_row, row_id) != 0)
         {
-          gboolean seen = FALSE;
+          RowKey key = { table_id, row_id };
 
           if (rows == NULL)
-            rows = g_ptr_array_new ();
-          for (guint j = 0; j + 1 < rows->len && !seen; j += 2)
-            seen = strcmp (rows->pdata[j], table_id) == 0 && strcmp (rows->pdata[j + 1], row_id) == 0;
-          if (!seen)
             {
+              rows = g_ptr_array_new ();
+              seen_rows = g_hash_table_new_full (row_key_hash, row_key_equal, g_free, NULL);
+            }
+          if (!g_hash_table_contains (seen_rows, &key))
+            {
+              g_hash_table_add (seen_rows, g_memdup2 (&key, sizeof key));
               g_ptr_array_add (rows, (gpointer) table_id);
               g_ptr_array_add (rows, (gpointer) row_id);
             }
@@ -1002,18 +1029,16 @@ announce (TsMergeableStore *self,
   if (rows != NULL)
     {
       tables = g_ptr_array_new ();
+      seen_tables = g_hash_table_new (g_str_hash, g_str_equal);
       for (guint j = 0; j < rows->len; j += 2)
         {
           const char *table_id = rows->pdata[j], *row_id = rows->pdata[j + 1];
-          gboolean seen = FALSE;
 
           if (signal_wanted (self, ROW_CHANGED, table_id, &detail))
             g_signal_emit (self, signals[ROW_CHANGED], detail, table_id, row_id);
           if (row_l)
             call_listeners (self, LISTENER_ROW, table_id, row_id, NULL);
-          for (guint k = 0; k < tables->len && !seen; k++)
-            seen = strcmp (tables->pdata[k], table_id) == 0;
-          if (!seen)
+          if (g_hash_table_add (seen_tables, (gpointer) table_id))
             g_ptr_array_add (tables, (gpointer) table_id);
         }
       for (guint k = 0; k < tables->len; k++)
@@ -3426,6 +3451,18 @@ _ts_mergeable_store_transaction_changed (TsMergeableStore *self)
   GArray *log = self->tree.txn_depth > 0 ? self->tree.changes : self->finished_log;
 
   return log != NULL && log->len > 0;
+}
+
+guint64
+_ts_mergeable_store_get_unlisted_writes (TsMergeableStore *self)
+{
+  return self->tree.unlisted_writes;
+}
+
+gboolean
+_ts_mergeable_store_is_empty (TsMergeableStore *self)
+{
+  return self->tree.n_tables == 0 && self->tree.values->n_leaves == 0;
 }
 
 gboolean

@@ -179,6 +179,12 @@ struct _TsStampTree {
   guint     hold;       /* while > 0, replaced content is retired, not freed */
   GSList   *retired;
 
+  /* Stamp writes that no transaction log lists: a merged stamp that won
+   * with an equal value, a container HLC raised by a merge, an empty row
+   * or table folded in, a replaced tree (set_content). Persisters that
+   * store only the listed stamps save everything when this moved. */
+  guint64   unlisted_writes;
+
   GString  *scratch;
 };
 

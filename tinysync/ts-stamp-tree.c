@@ -1765,13 +1765,18 @@ merge_leaves (TsStampTree      *tree,
           leaf->hash = new_hash;
           hlc_max (max_hlc, &leaf_hlc);
           if (ts_leaf_live (leaf) ? leaf_value_equal (leaf, &v) : v.kind == TS_VAL_UNDEFINED)
-            leaf_keep_value (&v);
+            {
+              leaf_keep_value (&v);
+              tree->unlisted_writes++;
+            }
           else
             leaf_set_plain (tree, table, row, idx, &v, TRUE);
         }
     }
 
   stamp_hlc (stamp, &in_hlc);
+  if (ts_hlc_compare (&in_hlc, &row->hlc) > 0)
+    tree->unlisted_writes++;
   h ^= hlc_replace_term (&row->hlc, &in_hlc);
   hlc_max (&row->hlc, &in_hlc);
   hlc_max (max_hlc, &in_hlc);
@@ -1795,10 +1800,14 @@ merge_rows (TsStampTree      *tree,
       guint32 old = row->hash;
 
       merge_leaves (tree, table, row, &m->value, max_hlc);
+      if (old == 0 && row->hash == 0)
+        tree->unlisted_writes++;
       h ^= (old != 0 ? fold (row->prefix, old) : 0) ^ fold (row->prefix, row->hash);
     }
 
   stamp_hlc (stamp, &in_hlc);
+  if (ts_hlc_compare (&in_hlc, &table->hlc) > 0)
+    tree->unlisted_writes++;
   h ^= hlc_replace_term (&table->hlc, &in_hlc);
   hlc_max (&table->hlc, &in_hlc);
   hlc_max (max_hlc, &in_hlc);
@@ -1834,9 +1843,13 @@ ts_stamp_tree_merge_changes (TsStampTree      *tree,
       guint32 old = table->hash;
 
       merge_rows (tree, table, &m->value, &max_hlc);
+      if (old == 0 && table->hash == 0)
+        tree->unlisted_writes++;
       h ^= (old != 0 ? fold (table->prefix, old) : 0) ^ fold (table->prefix, table->hash);
     }
   stamp_hlc (tables_stamp, &in_hlc);
+  if (ts_hlc_compare (&in_hlc, &tree->tables_hlc) > 0)
+    tree->unlisted_writes++;
   h ^= hlc_replace_term (&tree->tables_hlc, &in_hlc);
   hlc_max (&tree->tables_hlc, &in_hlc);
   hlc_max (&max_hlc, &in_hlc);
@@ -1966,6 +1979,7 @@ ts_stamp_tree_set_content (TsStampTree       *tree,
   old_index = tree->tables_index;
   old_values = tree->values;
   tree_reset_content (tree);
+  tree->unlisted_writes++;
 
   memset (&max_hlc, 0, sizeof max_hlc);
   tables_stamp = &content->u.items[0];
