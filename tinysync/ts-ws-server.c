@@ -6,11 +6,14 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <string.h>
 
 #include "ts-error.h"
 #include "ts-payload-private.h"
 #include "ts-private.h"
+#include "ts-room-peer-private.h"
+#include "ts-sqlite-persister.h"
 #include "ts-ws-io-private.h"
 #include "ts-ws-server.h"
 
@@ -84,8 +87,13 @@
  *   and raw bytes that a URI cannot hold (spaces, non-ASCII) come out
  *   percent-encoded (`/a b` is room `a%20b`). WebSocket clients send
  *   targets in that form anyway.
- * - Messages addressed to the server store `S` are dropped: server-side
- *   stores are not supported yet.
+ * - A room with its own store (see [property@Tinysync.WsServer:data-dir]
+ *   and [signal@Tinysync.WsServer::create-persister]) relays a client's
+ *   message only once what its store applied is durable, and its store
+ *   starts without TinyBase's initial broadcast request (which nobody
+ *   could answer yet): it pulls from each client as soon as the client
+ *   announces its hashes. Without one, messages addressed to `S` are
+ *   dropped, as in TinyBase.
  *
  * `TsWsServer` handles the root path of the [class@Soup.Server]: handlers
  * the caller adds for more specific paths take precedence, and any other
@@ -116,6 +124,11 @@ struct _TsWsServer {
   GHashTable *keys;        /* client id → Client (borrowed), live connections */
   GHashTable *pending;     /* client id → Pending (owned), upgrades in flight */
   GPtrArray  *clients;     /* Client (owned references) */
+
+  char       *data_dir;    /* rooms persisted here when set */
+  GHashTable *closing;     /* path id → GPtrArray of Room waiting to open */
+  guint       n_closing;   /* room stores still stopping */
+  GPtrArray  *close_tasks; /* GTask of ts_ws_server_close_async */
 };
 
 G_DEFINE_FINAL_TYPE (TsWsServer, ts_ws_server, G_TYPE_OBJECT)
@@ -125,6 +138,7 @@ enum {
   PROP_SERVER,
   PROP_MAX_MESSAGE_SIZE,
   PROP_REQUEST_TIMEOUT,
+  PROP_DATA_DIR,
   N_PROPS
 };
 
@@ -137,6 +151,7 @@ enum {
   CLIENT_REMOVED,
   ACCEPT_CLIENT,
   IGNORED_ERROR,
+  CREATE_PERSISTER,
   N_SIGNALS
 };
 
@@ -156,12 +171,40 @@ typedef struct {
 } Member;
 
 struct _Room {
+  TsWsServer *server;   /* weak */
   char       *path_id;
   GHashTable *members;  /* client id → Member (borrowed) */
   GPtrArray  *order;    /* Member (borrowed), in join order */
-  /* A room-level server store peer ("S", createPersisterForPath) will
-   * live here; until then messages addressed to it are dropped. */
+
+  /* The room's own store, the peer "S" (14.4), when it has a persister */
+  TsRoomPeer *peer;
+  gboolean    ready;     /* FALSE while the store is starting */
+  gboolean    waiting;   /* waiting for the same room to finish closing */
+  GQueue      buffered;  /* Buffered, until ready */
+  gsize       buffered_bytes;
+  GQueue      relays;    /* Relay, waiting to be durable */
+  guint64     relay_seq;
+  guint64     flushing_upto;
+  gboolean    flushing;
 };
+
+/* A message received before the room's store was ready (14.4) */
+typedef struct {
+  Client           *client;      /* owned reference */
+  char             *channel_id;
+  TsPayloadMessage *message;
+  gsize             size;
+} Buffered;
+
+/* A message to relay once what the room's store applied is durable */
+typedef struct {
+  guint64    seq;
+  char      *from;
+  char      *to;                 /* NULL: every client but from */
+  GPtrArray *remainders;         /* GBytes */
+} Relay;
+
+#define MAX_BUFFERED_PAYLOADS 1000
 
 struct _Client {
   grefcount                ref_count;
@@ -192,6 +235,13 @@ typedef struct {
 } Pending;
 
 /* ---- Small helpers ------------------------------------------------------ */
+
+static void room_open (TsWsServer *self, Room *room);
+static void room_buffer (TsWsServer *self, Room *room, Member *sender, TsPayloadMessage *message);
+static void room_relay_later (TsWsServer *self, Room *room, const char *from, const char *to,
+                              GPtrArray *remainders);
+static void room_close (TsWsServer *self, Room *room);
+static void route (TsWsServer *self, Member *sender, TsPayloadMessage *message);
 
 static void
 release_connection_cb (SoupWebsocketConnection *conn,
@@ -267,11 +317,16 @@ member_free (Member *member)
   g_free (member);
 }
 
+static void buffered_free (Buffered *buffered);
+static void relay_free (Relay *relay);
+
 static Room *
-room_new (const char *path_id)
+room_new (TsWsServer *self,
+          const char *path_id)
 {
   Room *room = g_new0 (Room, 1);
 
+  room->server = self;
   room->path_id = g_strdup (path_id);
   room->members = g_hash_table_new (g_str_hash, g_str_equal);
   room->order = g_ptr_array_new ();
@@ -281,6 +336,9 @@ room_new (const char *path_id)
 static void
 room_free (Room *room)
 {
+  g_queue_clear_full (&room->buffered, (GDestroyNotify) buffered_free);
+  g_queue_clear_full (&room->relays, (GDestroyNotify) relay_free);
+  g_clear_object (&room->peer);
   g_hash_table_unref (room->members);
   g_ptr_array_unref (room->order);
   g_free (room->path_id);
@@ -302,7 +360,7 @@ room_join (TsWsServer *self,
   room = g_hash_table_lookup (self->rooms, path_id);
   if (room == NULL)
     {
-      room = room_new (path_id);
+      room = room_new (self, path_id);
       g_hash_table_insert (self->rooms, room->path_id, room);
       g_ptr_array_add (self->room_order, room);
       created = TRUE;
@@ -314,7 +372,10 @@ room_join (TsWsServer *self,
 
   g_object_ref (self);
   if (created)
-    g_signal_emit (self, signals[PATH_ADDED], 0, path);
+    {
+      room_open (self, room);
+      g_signal_emit (self, signals[PATH_ADDED], 0, path);
+    }
   g_signal_emit (self, signals[CLIENT_ADDED], 0, path, id);
   g_object_unref (self);
 }
@@ -340,7 +401,8 @@ room_leave (TsWsServer *self,
   if (empty)
     {
       g_ptr_array_remove (self->room_order, room);
-      g_hash_table_remove (self->rooms, path);
+      g_hash_table_steal (self->rooms, path);
+      room_close (self, room);
     }
 
   g_object_ref (self);
@@ -607,12 +669,29 @@ route (TsWsServer       *self,
   if (room == NULL || g_hash_table_lookup (room->members, sender->client->id) != sender)
     return;
 
+  /* Until the room's store is ready, messages wait (14.4). */
+  if (room->peer != NULL && !room->ready)
+    {
+      room_buffer (self, room, sender, message);
+      return;
+    }
+  if (room->peer != NULL && (to_len == 0 || (to_len == 1 && to[0] == TS_PAYLOAD_SERVER_ID[0])))
+    ts_room_peer_receive (room->peer, sender->client->id, message);
+  if (room->peer != NULL && !(to_len == 1 && to[0] == TS_PAYLOAD_SERVER_ID[0]))
+    {
+      /* relayed once what the store applied is durable */
+      if (strlen (to) == to_len)
+        room_relay_later (self, room, sender->client->id, to_len > 0 ? to : NULL,
+                          message->remainders);
+      return;
+    }
+
   recipients = g_array_new (FALSE, FALSE, sizeof (Recipient));
   g_array_set_clear_func (recipients, recipient_clear);
 
   if (to_len == 0)
     {
-      /* Broadcast: the server store (none yet) and every other client. */
+      /* Broadcast: every other client (a room without its own store). */
       for (guint i = 0; i < room->order->len; i++)
         {
           Member *member = g_ptr_array_index (room->order, i);
@@ -623,7 +702,7 @@ route (TsWsServer       *self,
     }
   else if (to_len == 1 && to[0] == TS_PAYLOAD_SERVER_ID[0])
     {
-      /* The room's server store: there is none, drop. */
+      /* The room's server store: there is none (or it got it), drop. */
       return;
     }
   else if (strlen (to) == to_len)
@@ -665,6 +744,421 @@ handle_payload (TsWsServer *self,
     default:
       break;
     }
+}
+
+/* ---- Rooms with their own store (14.4) ---------------------------------- */
+
+static void
+buffered_free (Buffered *buffered)
+{
+  client_unref (buffered->client);
+  g_free (buffered->channel_id);
+  ts_payload_message_free (buffered->message);
+  g_free (buffered);
+}
+
+static void
+relay_free (Relay *relay)
+{
+  g_free (relay->from);
+  g_free (relay->to);
+  g_ptr_array_unref (relay->remainders);
+  g_free (relay);
+}
+
+static gsize
+remainders_size (GPtrArray *remainders)
+{
+  gsize size = 0;
+
+  for (guint i = 0; i < remainders->len; i++)
+    size += g_bytes_get_size (g_ptr_array_index (remainders, i));
+  return size;
+}
+
+/* Keeps a message until the room's store is ready; takes it over. */
+static void
+room_buffer (TsWsServer       *self,
+             Room             *room,
+             Member           *sender,
+             TsPayloadMessage *message)
+{
+  Buffered *buffered;
+  gsize size = remainders_size (message->remainders);
+
+  if (room->buffered.length >= MAX_BUFFERED_PAYLOADS ||
+      room->buffered_bytes + size > self->max_message_size)
+    {
+      client_fail (self, sender->client, TS_PAYLOAD_OVERFLOW_SERVER, FALSE);
+      return;
+    }
+  buffered = g_new0 (Buffered, 1);
+  buffered->client = client_ref (sender->client);
+  buffered->channel_id = g_strdup (sender->channel_id);
+  buffered->message = g_new0 (TsPayloadMessage, 1);
+  *buffered->message = *message;
+  memset (message, 0, sizeof *message);   /* the caller frees an empty shell */
+  buffered->size = size;
+  room->buffered_bytes += size;
+  g_queue_push_tail (&room->buffered, buffered);
+}
+
+static Member *
+client_member (Client     *client,
+               const char *channel_id)
+{
+  if (channel_id == NULL)
+    return client->legacy;
+  return client->channels ? g_hash_table_lookup (client->channels, channel_id) : NULL;
+}
+
+/* Routes what waited for the store, in arrival order. */
+static void
+room_drain (TsWsServer *self,
+            Room       *room)
+{
+  while (room->ready && !g_queue_is_empty (&room->buffered))
+    {
+      Buffered *buffered = g_queue_pop_head (&room->buffered);
+      Member *member = client_member (buffered->client, buffered->channel_id);
+
+      room->buffered_bytes -= buffered->size;
+      if (member != NULL && member->room == room && buffered->client->server == self)
+        route (self, member, buffered->message);
+      buffered_free (buffered);
+    }
+}
+
+static void
+deliver_relay (TsWsServer *self,
+               Room       *room,
+               Relay      *relay)
+{
+  g_autoptr(GArray) recipients = g_array_new (FALSE, FALSE, sizeof (Recipient));
+
+  g_array_set_clear_func (recipients, recipient_clear);
+  if (relay->to == NULL)
+    {
+      for (guint i = 0; i < room->order->len; i++)
+        {
+          Member *member = g_ptr_array_index (room->order, i);
+
+          if (strcmp (member->client->id, relay->from) != 0)
+            add_recipient (recipients, member);
+        }
+    }
+  else
+    {
+      Member *member = g_hash_table_lookup (room->members, relay->to);
+
+      if (member != NULL)
+        add_recipient (recipients, member);
+    }
+  for (guint i = 0; i < recipients->len; i++)
+    deliver (self, &g_array_index (recipients, Recipient, i), relay->from, relay->remainders);
+}
+
+typedef struct {
+  TsWsServer *server;
+  TsRoomPeer *peer;
+  char       *path_id;
+} RoomOp;
+
+static RoomOp *
+room_op_new (TsWsServer *self,
+             Room       *room)
+{
+  RoomOp *op = g_new0 (RoomOp, 1);
+
+  op->server = g_object_ref (self);
+  op->peer = g_object_ref (room->peer);
+  op->path_id = g_strdup (room->path_id);
+  return op;
+}
+
+static void
+room_op_free (RoomOp *op)
+{
+  g_object_unref (op->server);
+  g_object_unref (op->peer);
+  g_free (op->path_id);
+  g_free (op);
+}
+
+/* The room an operation was started for, if it is still the same one */
+static Room *
+room_op_room (RoomOp *op)
+{
+  Room *room = g_hash_table_lookup (op->server->rooms, op->path_id);
+
+  return room != NULL && room->peer == op->peer ? room : NULL;
+}
+
+static void room_flush (TsWsServer *self, Room *room);
+
+static void
+on_room_flushed (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      data)
+{
+  RoomOp *op = data;
+  TsWsServer *self = op->server;
+  g_autoptr(GError) error = NULL;
+  Room *room;
+
+  if (!ts_room_peer_flush_finish (TS_ROOM_PEER (source), result, &error))
+    report (self, error);   /* relay anyway: a stalled room is worse */
+  room = room_op_room (op);
+  if (room != NULL)
+    {
+      room->flushing = FALSE;
+      while (!g_queue_is_empty (&room->relays))
+        {
+          Relay *relay = g_queue_peek_head (&room->relays);
+
+          if (relay->seq > room->flushing_upto)
+            break;
+          g_queue_pop_head (&room->relays);
+          deliver_relay (self, room, relay);
+          relay_free (relay);
+        }
+      room_flush (self, room);
+    }
+  room_op_free (op);
+}
+
+static void
+room_flush (TsWsServer *self,
+            Room       *room)
+{
+  if (room->flushing || g_queue_is_empty (&room->relays) || room->peer == NULL)
+    return;
+  room->flushing = TRUE;
+  room->flushing_upto = room->relay_seq;
+  ts_room_peer_flush_async (room->peer, on_room_flushed, room_op_new (self, room));
+}
+
+/* Relays a message once everything the room's store applied so far is
+ * durable: a change that reached another client survives a crash. */
+static void
+room_relay_later (TsWsServer *self,
+                  Room       *room,
+                  const char *from,
+                  const char *to,
+                  GPtrArray  *remainders)
+{
+  Relay *relay = g_new0 (Relay, 1);
+
+  relay->seq = ++room->relay_seq;
+  relay->from = g_strdup (from);
+  relay->to = g_strdup (to);
+  relay->remainders = g_ptr_array_ref (remainders);
+  g_queue_push_tail (&room->relays, relay);
+  room_flush (self, room);
+}
+
+/* What the room's store sends, from "S" */
+static void
+room_peer_send (const char *to,
+                GBytes     *remainder,
+                gpointer    data)
+{
+  Room *room = data;
+  TsWsServer *self = room->server;
+  g_autoptr(GPtrArray) remainders = g_ptr_array_new ();
+  g_autoptr(GArray) recipients = g_array_new (FALSE, FALSE, sizeof (Recipient));
+
+  g_ptr_array_add (remainders, remainder);
+  g_array_set_clear_func (recipients, recipient_clear);
+  if (to == NULL)
+    for (guint i = 0; i < room->order->len; i++)
+      add_recipient (recipients, g_ptr_array_index (room->order, i));
+  else if (g_hash_table_lookup (room->members, to) != NULL)
+    add_recipient (recipients, g_hash_table_lookup (room->members, to));
+  for (guint i = 0; i < recipients->len; i++)
+    deliver (self, &g_array_index (recipients, Recipient, i), TS_PAYLOAD_SERVER_ID, remainders);
+}
+
+static void
+on_peer_error (TsSynchronizer *peer,
+               GError         *error,
+               gpointer        data)
+{
+  report (TS_WS_SERVER (data), error);
+}
+
+static void
+on_room_started (GObject      *source,
+                 GAsyncResult *result,
+                 gpointer      data)
+{
+  RoomOp *op = data;
+  TsWsServer *self = op->server;
+  g_autoptr(GError) error = NULL;
+  Room *room;
+
+  if (!ts_room_peer_start_finish (TS_ROOM_PEER (source), result, &error))
+    {
+      g_autoptr(GError) wrapped = g_error_new (TS_ERROR, TS_ERROR_IO,
+                                               _("The store of room “%s” could not start: %s"),
+                                               op->path_id, error->message);
+      report (self, wrapped);
+    }
+  room = room_op_room (op);
+  if (room != NULL)
+    {
+      if (error != NULL)
+        {
+          /* go on as a plain relay room */
+          g_signal_handlers_disconnect_by_data (room->peer, self);
+          ts_synchronizer_destroy (TS_SYNCHRONIZER (room->peer));
+          g_clear_object (&room->peer);
+        }
+      room->ready = TRUE;
+      room_drain (self, room);
+    }
+  room_op_free (op);
+}
+
+static void
+room_start (TsWsServer *self,
+            Room       *room)
+{
+  room->waiting = FALSE;
+  ts_room_peer_start_async (room->peer, NULL, on_room_started, room_op_new (self, room));
+}
+
+static char *
+room_file_name (const char *path_id)
+{
+  GString *name = g_string_new ("room-");
+
+  for (const char *p = path_id; *p != '\0'; p++)
+    {
+      if (g_ascii_isalnum (*p) || *p == '-' || *p == '_' || *p == '.')
+        g_string_append_c (name, *p);
+      else
+        g_string_append_printf (name, "%%%02X", (guchar) *p);
+    }
+  g_string_append (name, ".sqlite");
+  return g_string_free (name, FALSE);
+}
+
+static TsPersister *
+room_default_persister (TsWsServer  *self,
+                        const char  *path_id,
+                        GError     **error)
+{
+  g_autofree char *name = room_file_name (path_id);
+  g_autofree char *path = g_build_filename (self->data_dir, name, NULL);
+  g_autoptr(TsMergeableStore) store = NULL;
+
+  if (g_mkdir_with_parents (self->data_dir, 0700) != 0)
+    {
+      int errsv = errno;
+      g_set_error (error, G_IO_ERROR, g_io_error_from_errno (errsv),
+                   _("Cannot create the data folder “%s”: %s"), self->data_dir, g_strerror (errsv));
+      return NULL;
+    }
+  store = ts_mergeable_store_new (NULL);
+  return (TsPersister *) ts_sqlite_persister_new (store, path, error);
+}
+
+/* A room was created: give it its own store when there is a persister. */
+static void
+room_open (TsWsServer *self,
+           Room       *room)
+{
+  g_autoptr(TsPersister) persister = NULL;
+  g_autoptr(GError) error = NULL;
+  GPtrArray *waiters;
+
+  room->ready = TRUE;
+  g_signal_emit (self, signals[CREATE_PERSISTER], 0, room->path_id, &persister);
+  if (persister == NULL && self->data_dir != NULL)
+    {
+      persister = room_default_persister (self, room->path_id, &error);
+      if (persister == NULL)
+        {
+          g_autoptr(GError) wrapped = g_error_new (TS_ERROR, TS_ERROR_IO,
+                                                   _("The store of room “%s” could not open: %s"),
+                                                   room->path_id, error->message);
+          report (self, wrapped);
+        }
+    }
+  if (persister == NULL)
+    return;
+
+  room->peer = ts_room_peer_new (persister, self->request_timeout, room_peer_send, room);
+  g_signal_connect (room->peer, "ignored-error", G_CALLBACK (on_peer_error), self);
+  room->ready = FALSE;
+
+  /* The same room is still saving its last changes: wait for it. */
+  waiters = g_hash_table_lookup (self->closing, room->path_id);
+  if (waiters != NULL)
+    {
+      room->waiting = TRUE;
+      g_ptr_array_add (waiters, g_object_ref (room->peer));
+      return;
+    }
+  room_start (self, room);
+}
+
+static void
+finish_close_tasks (TsWsServer *self)
+{
+  if (self->n_closing > 0)
+    return;
+  while (self->close_tasks->len > 0)
+    {
+      g_autoptr(GTask) task = g_ptr_array_steal_index (self->close_tasks, 0);
+      g_task_return_boolean (task, TRUE);
+    }
+}
+
+static void
+on_room_closed (GObject      *source,
+                GAsyncResult *result,
+                gpointer      data)
+{
+  RoomOp *op = data;
+  TsWsServer *self = op->server;
+  g_autoptr(GPtrArray) waiters = NULL;
+
+  ts_room_peer_stop_finish (TS_ROOM_PEER (source), result);
+  g_hash_table_steal_extended (self->closing, op->path_id, NULL, (gpointer *) &waiters);
+  self->n_closing--;
+  if (waiters != NULL)
+    for (guint i = 0; i < waiters->len; i++)
+      {
+        Room *room = g_hash_table_lookup (self->rooms, op->path_id);
+
+        if (room != NULL && room->peer == waiters->pdata[i] && room->waiting)
+          room_start (self, room);
+      }
+  finish_close_tasks (self);
+  room_op_free (op);
+}
+
+/* The last client left: save what is left to save, then let go of the
+ * store; the data stays on disk for the next client. The room itself is
+ * already out of the server's tables. */
+static void
+room_close (TsWsServer *self,
+            Room       *room)
+{
+  if (room->peer != NULL && !room->waiting)
+    {
+      RoomOp *op = room_op_new (self, room);
+
+      g_signal_handlers_disconnect_by_data (room->peer, self);
+      if (!g_hash_table_contains (self->closing, room->path_id))
+        g_hash_table_insert (self->closing, g_strdup (room->path_id),
+                             g_ptr_array_new_with_free_func (g_object_unref));
+      self->n_closing++;
+      ts_room_peer_stop_async (room->peer, on_room_closed, op);
+    }
+  room_free (room);
 }
 
 /* ---- Multiplexed sockets (13.5) ----------------------------------------- */
@@ -1131,6 +1625,20 @@ accept_accumulator (GSignalInvocationHint *ihint,
   return accept;
 }
 
+static gboolean
+persister_accumulator (GSignalInvocationHint *ihint,
+                       GValue                *return_accu,
+                       const GValue          *handler_return,
+                       gpointer               data)
+{
+  GObject *persister = g_value_get_object (handler_return);
+
+  if (persister == NULL)
+    return TRUE;
+  g_value_set_object (return_accu, persister);
+  return FALSE;
+}
+
 static void
 ts_ws_server_constructed (GObject *object)
 {
@@ -1179,6 +1687,9 @@ ts_ws_server_finalize (GObject *object)
   g_hash_table_unref (self->keys);
   g_hash_table_unref (self->pending);
   g_ptr_array_unref (self->clients);
+  g_hash_table_unref (self->closing);
+  g_ptr_array_unref (self->close_tasks);
+  g_free (self->data_dir);
 
   G_OBJECT_CLASS (ts_ws_server_parent_class)->finalize (object);
 }
@@ -1201,6 +1712,9 @@ ts_ws_server_get_property (GObject    *object,
       break;
     case PROP_REQUEST_TIMEOUT:
       g_value_set_double (value, self->request_timeout);
+      break;
+    case PROP_DATA_DIR:
+      g_value_set_string (value, self->data_dir);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1225,6 +1739,9 @@ ts_ws_server_set_property (GObject      *object,
       break;
     case PROP_REQUEST_TIMEOUT:
       ts_ws_server_set_request_timeout (self, g_value_get_double (value));
+      break;
+    case PROP_DATA_DIR:
+      ts_ws_server_set_data_dir (self, g_value_get_string (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1284,6 +1801,24 @@ ts_ws_server_class_init (TsWsServerClass *klass)
   properties[PROP_REQUEST_TIMEOUT] =
     g_param_spec_double ("request-timeout", NULL, NULL,
                          0.0, G_MAXDOUBLE, 1.0,
+                         G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TsWsServer:data-dir:
+   *
+   * A folder where every room keeps its own store, in an SQLite file per
+   * room (PROTOCOL.md §14.4, TinyBase's `createPersisterForPath`): the
+   * room's store takes part in sync as client `S`, loads what was saved
+   * when the room opens, makes every change durable before relaying it to
+   * the other clients, and keeps the data when the last client leaves.
+   * %NULL (the default) makes a pure relay, unless a
+   * [signal@Tinysync.WsServer::create-persister] handler provides
+   * persisters. Changes apply to rooms opened afterwards.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_DATA_DIR] =
+    g_param_spec_string ("data-dir", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
   g_object_class_install_properties (object_class, N_PROPS, properties);
@@ -1363,6 +1898,27 @@ ts_ws_server_class_init (TsWsServerClass *klass)
    *
    * Since: 1.0
    */
+  /**
+   * TsWsServer::create-persister:
+   * @self: the server
+   * @path_id: the room being opened
+   *
+   * Emitted when a room opens (its first client joined), as TinyBase's
+   * `createPersisterForPath`. Return a [class@Tinysync.Persister] (with
+   * its own new [class@Tinysync.MergeableStore]) to give the room a store
+   * of its own; it is loaded before the room's messages are routed and
+   * saved as changes arrive. The first handler that returns a persister
+   * wins; with none, [property@Tinysync.WsServer:data-dir] decides.
+   *
+   * Returns: (transfer full) (nullable): a persister, or %NULL
+   *
+   * Since: 1.0
+   */
+  signals[CREATE_PERSISTER] =
+    g_signal_new ("create-persister", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, persister_accumulator, NULL, NULL, TS_TYPE_PERSISTER, 1,
+                  G_TYPE_STRING);
+
   signals[ACCEPT_CLIENT] =
     g_signal_new ("accept-client", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, accept_accumulator, NULL, NULL, G_TYPE_BOOLEAN, 2,
@@ -1397,6 +1953,9 @@ ts_ws_server_init (TsWsServer *self)
   self->keys = g_hash_table_new (g_str_hash, g_str_equal);
   self->pending = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) pending_free);
   self->clients = g_ptr_array_new_with_free_func ((GDestroyNotify) client_unref);
+  self->closing = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
+                                         (GDestroyNotify) g_ptr_array_unref);
+  self->close_tasks = g_ptr_array_new_with_free_func (g_object_unref);
 }
 
 /* ---- Public API --------------------------------------------------------- */
@@ -1652,4 +2211,97 @@ ts_ws_server_destroy (TsWsServer *self)
       release_connection (g_steal_pointer (&client->conn));
     }
   g_object_unref (self);
+}
+
+/**
+ * ts_ws_server_get_data_dir:
+ * @self: a `TsWsServer`
+ *
+ * Gets the folder where rooms keep their stores.
+ *
+ * Returns: (transfer none) (nullable): the folder, or %NULL
+ *
+ * Since: 1.0
+ */
+const char *
+ts_ws_server_get_data_dir (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), NULL);
+
+  return self->data_dir;
+}
+
+/**
+ * ts_ws_server_set_data_dir:
+ * @self: a `TsWsServer`
+ * @data_dir: (nullable) (type filename): a folder, or %NULL
+ *
+ * Sets [property@Tinysync.WsServer:data-dir].
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_set_data_dir (TsWsServer *self,
+                           const char *data_dir)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  if (g_strcmp0 (self->data_dir, data_dir) == 0)
+    return;
+  g_free (self->data_dir);
+  self->data_dir = g_strdup (data_dir);
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_DATA_DIR]);
+}
+
+/**
+ * ts_ws_server_close_async:
+ * @self: a `TsWsServer`
+ * @cancellable: (nullable): a #GCancellable
+ * @callback: (scope async) (closure user_data): called when closed
+ * @user_data: data for @callback
+ *
+ * Destroys the server ([method@Tinysync.WsServer.destroy]) and completes
+ * once every room's store has saved what it holds. Call it before exiting
+ * a process that serves persisted rooms.
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_close_async (TsWsServer          *self,
+                          GCancellable        *cancellable,
+                          GAsyncReadyCallback  callback,
+                          gpointer             user_data)
+{
+  GTask *task;
+
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  task = g_task_new (self, cancellable, callback, user_data);
+  g_task_set_source_tag (task, ts_ws_server_close_async);
+  ts_ws_server_destroy (self);
+  g_ptr_array_add (self->close_tasks, task);
+  finish_close_tasks (self);
+}
+
+/**
+ * ts_ws_server_close_finish:
+ * @self: a `TsWsServer`
+ * @result: the result given to the callback
+ * @error: return location for a #GError
+ *
+ * Finishes [method@Tinysync.WsServer.close_async].
+ *
+ * Returns: %TRUE once closed
+ *
+ * Since: 1.0
+ */
+gboolean
+ts_ws_server_close_finish (TsWsServer    *self,
+                           GAsyncResult  *result,
+                           GError       **error)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), FALSE);
+  g_return_val_if_fail (g_task_is_valid (result, self), FALSE);
+
+  return g_task_propagate_boolean (G_TASK (result), error);
 }

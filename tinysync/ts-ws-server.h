@@ -63,6 +63,24 @@ void         ts_ws_server_set_request_timeout   (TsWsServer  *self,
                                                  double       seconds);
 
 TS_AVAILABLE_IN_ALL
+const char  *ts_ws_server_get_data_dir          (TsWsServer  *self);
+
+TS_AVAILABLE_IN_ALL
+void         ts_ws_server_set_data_dir          (TsWsServer  *self,
+                                                 const char  *data_dir);
+
+TS_AVAILABLE_IN_ALL
 void         ts_ws_server_destroy               (TsWsServer  *self);
+
+TS_AVAILABLE_IN_ALL
+void         ts_ws_server_close_async           (TsWsServer          *self,
+                                                 GCancellable        *cancellable,
+                                                 GAsyncReadyCallback  callback,
+                                                 gpointer             user_data);
+
+TS_AVAILABLE_IN_ALL
+gboolean     ts_ws_server_close_finish          (TsWsServer          *self,
+                                                 GAsyncResult        *result,
+                                                 GError             **error);
 
 G_END_DECLS
