@@ -10,6 +10,7 @@ TS_APT_PACKAGES=(
   gobject-introspection libgirepository1.0-dev
   python3-gi gjs gir1.2-json-1.0 gir1.2-soup-3.0
   valac glib-networking valgrind
+  gir1.2-gtk-4.0 xvfb xauth imagemagick desktop-file-utils appstream
   nodejs npm
 )
 

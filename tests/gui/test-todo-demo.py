@@ -1,0 +1,241 @@
+#!/usr/bin/python3
+# test-todo-demo.py: two windows of examples/todo edit one list through
+# tinysync-server, in a real X server (Xvfb)
+#
+# SPDX-License-Identifier: MIT
+#
+#   test-todo-demo.py SERVER DEMO ARTIFACT_DIR
+#
+# Starts tinysync-server on a free port with a temporary data folder, Xvfb on
+# a free display and two instances of the demo joined to the same room. The
+# demo's --test-commands channel (stdin/stdout) clicks its widgets and reports
+# what its list model holds. Instance 1 adds items, instance 2 must show them;
+# instance 2 ticks one, instance 1 must see it; instance 1 deletes one,
+# instance 2 must lose it. Each instance has its own Xvfb screen; instance
+# 2's screen is grabbed with ImageMagick's import into
+# ARTIFACT_DIR/todo-instance2.png.
+# Everything started here is stopped on the way out, pass or fail.
+
+import json
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TIMEOUT = 20.0
+
+processes = []
+
+
+def log(*args):
+    print('#', *args, flush=True)
+
+
+class Reader:
+    """Collects a child's output lines on a thread, so reads can time out."""
+
+    def __init__(self, stream, name):
+        self.lines = queue.Queue()
+        self.name = name
+        thread = threading.Thread(target=self._run, args=(stream,),
+                                  daemon=True)
+        thread.start()
+
+    def _run(self, stream):
+        for line in iter(stream.readline, ''):
+            self.lines.put(line.rstrip('\n'))
+        self.lines.put(None)
+
+    def expect(self, pattern, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError('%s: no line matching %r in %.0f s'
+                                     % (self.name, pattern, timeout))
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError('%s: exited while waiting for %r'
+                                     % (self.name, pattern))
+            match = re.match(pattern, line)
+            if match:
+                return match
+            log('%s: %s' % (self.name, line))
+
+
+def start(args, **kwargs):
+    process = subprocess.Popen(args, **kwargs)
+    processes.append(process)
+    return process
+
+
+def stop_all():
+    for process in reversed(processes):
+        if process.poll() is None:
+            process.terminate()
+    for process in reversed(processes):
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+class Demo:
+
+    def __init__(self, name, demo, url, env):
+        self.name = name
+        self.process = start(['/usr/bin/python3', demo, '--test-commands', url],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             env=env, text=True, bufsize=1)
+        self.reader = Reader(self.process.stdout, name)
+
+    def command(self, line, pattern='OK$'):
+        self.process.stdin.write(line + '\n')
+        self.process.stdin.flush()
+        match = self.reader.expect('(%s)|ERROR (.*)$' % pattern)
+        if match.group(0).startswith('ERROR'):
+            raise AssertionError('%s: %s -> %s' % (self.name, line,
+                                                   match.group(0)))
+        return match
+
+    def dump(self):
+        return json.loads(self.command('dump', 'DUMP (.*)$').group(2))
+
+    def wait_for(self, what, predicate, timeout=TIMEOUT):
+        deadline = time.monotonic() + timeout
+        while True:
+            state = self.dump()
+            if predicate(state):
+                return state
+            if time.monotonic() > deadline:
+                raise AssertionError('%s: never %s; last %s'
+                                     % (self.name, what, json.dumps(state)))
+            time.sleep(0.1)
+
+
+def texts(state):
+    return [(row['text'], row['done']) for row in state['rows']]
+
+
+def check_png(path):
+    with open(path, 'rb') as f:
+        header = f.read(24)
+    size = os.path.getsize(path)
+    assert header[:8] == b'\x89PNG\r\n\x1a\n', '%s is not a PNG' % path
+    width = int.from_bytes(header[16:20], 'big')
+    height = int.from_bytes(header[20:24], 'big')
+    assert size > 1000 and width > 100 and height > 100, \
+        '%s: %d bytes, %dx%d' % (path, size, width, height)
+    log('%s: %d bytes, %dx%d' % (path, size, width, height))
+
+
+def start_xvfb():
+    """Xvfb on a display it picks itself, told back through a pipe."""
+    read_fd, write_fd = os.pipe()
+    start(['Xvfb', '-displayfd', str(write_fd), '-screen', '0', '640x480x24',
+           '-nolisten', 'tcp'], pass_fds=(write_fd,),
+          stderr=subprocess.DEVNULL)
+    os.close(write_fd)
+    with os.fdopen(read_fd) as f:
+        number = f.readline().strip()
+    assert number, 'Xvfb did not start'
+    log('X display :' + number)
+    return ':' + number
+
+
+def gui_env(display):
+    env = dict(os.environ)
+    env.update({
+        'DISPLAY': display,
+        'GDK_BACKEND': 'x11',
+        'GSK_RENDERER': 'cairo',  # no GL in Xvfb
+        'NO_AT_BRIDGE': '1',
+        'GTK_A11Y': 'none',
+    })
+    env.pop('WAYLAND_DISPLAY', None)
+    return env
+
+
+def main():
+    server, demo, artifacts = sys.argv[1:4]
+    os.makedirs(artifacts, exist_ok=True)
+    data_dir = tempfile.mkdtemp(prefix='tinysync-gui-')
+    try:
+        # The server, on a port the kernel picks
+        srv = start([server, '--host', '127.0.0.1', '--port', '0',
+                     '--data-dir', data_dir],
+                    stdout=subprocess.PIPE, text=True, bufsize=1)
+        srv_reader = Reader(srv.stdout, 'server')
+        port = srv_reader.expect(
+            r'Listening on ws://127\.0\.0\.1:(\d+)/$').group(1)
+        url = 'ws://127.0.0.1:%s/todos' % port
+        log('server at', url)
+
+        # Each instance gets its own Xvfb, so that nothing overlaps instance
+        # 2's window (there is no window manager to place them) and a grab of
+        # its screen is a picture of that window alone.
+        env_one = gui_env(start_xvfb())
+        env_two = gui_env(start_xvfb())
+
+        one = Demo('instance 1', demo, url, env_one)
+        one.wait_for('connected', lambda s: s['state'] == 'connected')
+        two = Demo('instance 2', demo, url, env_two)
+        two.wait_for('connected', lambda s: s['state'] == 'connected')
+
+        # Instance 1 adds two items; instance 2 shows them
+        one.command('add Buy oat milk')
+        one.command('add Water the plants')
+        two.wait_for('showing both items', lambda s: texts(s) == [
+            ('Buy oat milk', False), ('Water the plants', False)])
+        log('instance 2 shows the items added in instance 1')
+
+        # Instance 2 ticks the first; instance 1 sees it done
+        two.command('toggle 0')
+        one.wait_for('seeing the tick', lambda s: texts(s) == [
+            ('Buy oat milk', True), ('Water the plants', False)])
+        log('instance 1 sees the tick made in instance 2')
+
+        # Instance 1 deletes the second; instance 2 loses it
+        one.command('delete 1')
+        one.command('add Call the plumber')
+        state = two.wait_for('following the delete and the add',
+                             lambda s: texts(s) == [
+                                 ('Buy oat milk', True),
+                                 ('Call the plumber', False)])
+        assert state['state'] == 'connected'
+        log('instance 2 follows the delete:', texts(state))
+
+        # Give GTK a moment to paint the last change, then the screenshots
+        time.sleep(0.5)
+        screen_png = os.path.join(artifacts, 'todo-instance2.png')
+        if os.path.exists(screen_png):
+            os.unlink(screen_png)
+        subprocess.run(['import', '-display', env_two['DISPLAY'],
+                        '-window', 'root', screen_png],
+                       check=True, timeout=30)
+        check_png(screen_png)
+
+        one.command('quit')
+        two.command('quit')
+        for demo_process in (one.process, two.process):
+            assert demo_process.wait(timeout=10) == 0
+        print('ok - two windows edit one list', flush=True)
+        return 0
+    finally:
+        stop_all()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    signal.signal(signal.SIGTERM, lambda *args: sys.exit(1))
+    sys.exit(main())
