@@ -62,9 +62,27 @@
  * [signal@Tinysync.WsServer::path-removed],
  * [signal@Tinysync.WsServer::client-added] and
  * [signal@Tinysync.WsServer::client-removed] signals are TinyBase's path
- * id and client id listeners; [signal@Tinysync.WsServer::accept-client]
- * can refuse connections; [signal@Tinysync.WsServer::ignored-error]
- * receives what TinyBase passes to `onIgnoredError`.
+ * id and client id listeners; [signal@Tinysync.WsServer::accept-request]
+ * and [signal@Tinysync.WsServer::accept-client] can refuse connections;
+ * [signal@Tinysync.WsServer::ignored-error] receives what TinyBase passes
+ * to `onIgnoredError`.
+ *
+ * ## Limits against abuse
+ *
+ * Everything below is off by default, as in TinyBase:
+ *
+ * - [signal@Tinysync.WsServer::accept-request] gets the whole upgrade
+ *   request (headers, query, remote address) and can refuse it with any
+ *   HTTP status, for example 401 for a missing token.
+ * - [property@Tinysync.WsServer:max-connections-per-ip] refuses a
+ *   connection with 429 when its remote address already has that many
+ *   connections (open or being upgraded).
+ * - [property@Tinysync.WsServer:max-messages-per-second] closes a client
+ *   that sends more WebSocket messages than that (a token bucket holding
+ *   one second's worth) with code 1008 (policy violation) and reason
+ *   `tinysync:rate`.
+ *
+ * See doc/threat-model.md for what the protocol trusts.
  *
  * ## Differences from TinyBase
  *
@@ -109,6 +127,9 @@
 
 #define WS_CLOSE_TRY_AGAIN_LATER 1013
 
+/* The close reason of a client going past max-messages-per-second */
+#define RATE_CLOSE_REASON "tinysync:rate"
+
 struct _TsWsServer {
   GObject     parent_instance;
 
@@ -118,6 +139,9 @@ struct _TsWsServer {
 
   guint64     max_message_size;
   double      request_timeout;
+  guint       max_connections_per_ip;
+  guint       max_messages_per_second;
+  GHashTable *ips;         /* remote address → connections (GUINT_TO_POINTER) */
 
   GHashTable *rooms;       /* path id → Room (owned) */
   GPtrArray  *room_order;  /* Room (borrowed), in creation order */
@@ -139,6 +163,8 @@ enum {
   PROP_MAX_MESSAGE_SIZE,
   PROP_REQUEST_TIMEOUT,
   PROP_DATA_DIR,
+  PROP_MAX_CONNECTIONS_PER_IP,
+  PROP_MAX_MESSAGES_PER_SECOND,
   N_PROPS
 };
 
@@ -152,6 +178,7 @@ enum {
   ACCEPT_CLIENT,
   IGNORED_ERROR,
   CREATE_PERSISTER,
+  ACCEPT_REQUEST,
   N_SIGNALS
 };
 
@@ -224,6 +251,9 @@ struct _Client {
   guint64                  queued;     /* frame bytes handed to libsoup */
   GSource                 *expiry;
   gint64                   expiry_at;
+  char                    *ip;         /* counted in server->ips */
+  double                   tokens;     /* max-messages-per-second bucket */
+  gint64                   tokens_at;
 };
 
 typedef struct {
@@ -232,6 +262,7 @@ typedef struct {
   char              *key;
   char              *path_id;
   char              *protocol;
+  char              *ip;       /* counted in server->ips until handed over */
 } Pending;
 
 /* ---- Small helpers ------------------------------------------------------ */
@@ -291,6 +322,35 @@ strndup_checked (const char *s,
   if (memchr (s, '\0', len) != NULL || !g_utf8_validate (s, (gssize) len, NULL))
     return NULL;
   return g_strndup (s, len);
+}
+
+/* ---- Connections per remote address ------------------------------------ */
+
+static guint
+ip_count (TsWsServer *self,
+          const char *ip)
+{
+  return GPOINTER_TO_UINT (g_hash_table_lookup (self->ips, ip));
+}
+
+static void
+ip_hold (TsWsServer *self,
+         const char *ip)
+{
+  g_hash_table_replace (self->ips, g_strdup (ip), GUINT_TO_POINTER (ip_count (self, ip) + 1));
+}
+
+static void
+ip_release (TsWsServer *self,
+            const char *ip)
+{
+  guint n = ip_count (self, ip);
+
+  g_return_if_fail (n > 0);
+  if (n == 1)
+    g_hash_table_remove (self->ips, ip);
+  else
+    g_hash_table_replace (self->ips, g_strdup (ip), GUINT_TO_POINTER (n - 1));
 }
 
 /* ---- Members and rooms -------------------------------------------------- */
@@ -442,6 +502,7 @@ client_unref (Client *client)
   g_clear_object (&client->io);
   g_free (client->id);
   g_free (client->base_path);
+  g_free (client->ip);
   g_free (client);
 }
 
@@ -1287,6 +1348,48 @@ handle_multiplexed (TsWsServer *self,
 
 /* ---- Connection signals ------------------------------------------------- */
 
+/* max-messages-per-second: a token bucket holding one second's worth of
+ * messages, refilled continuously. */
+static gboolean
+client_take_token (TsWsServer *self,
+                   Client     *client)
+{
+  double rate = self->max_messages_per_second;
+  gint64 now;
+
+  if (rate <= 0)
+    return TRUE;
+  now = g_get_monotonic_time ();
+  if (client->tokens_at == 0)
+    client->tokens = rate;
+  else
+    client->tokens = MIN (rate, client->tokens + rate * (double) (now - client->tokens_at) / G_USEC_PER_SEC);
+  client->tokens_at = now;
+  if (client->tokens < 1.0)
+    return FALSE;
+  client->tokens -= 1.0;
+  return TRUE;
+}
+
+static void
+client_fail_rate (TsWsServer *self,
+                  Client     *client)
+{
+  g_autoptr(GError) error = NULL;
+
+  if (client->failed || client->server == NULL)
+    return;
+  client->failed = TRUE;
+  ts_payload_budget_fail (client->budget, TS_PAYLOAD_OVERFLOW_SOCKET);
+  error = g_error_new (TS_ERROR, TS_ERROR_OVERFLOW,
+                       _("Client %s sent more than %u messages per second (%s)"),
+                       client->id, self->max_messages_per_second, RATE_CLOSE_REASON);
+  client_ref (client);
+  report (self, error);
+  client_close (client, SOUP_WEBSOCKET_CLOSE_POLICY_VIOLATION, RATE_CLOSE_REASON);
+  client_unref (client);
+}
+
 static void
 on_message (SoupWebsocketConnection *conn,
             int                      type,
@@ -1301,6 +1404,12 @@ on_message (SoupWebsocketConnection *conn,
 
   if (self == NULL || client->failed || client->close_called)
     return;
+
+  if (!client_take_token (self, client))
+    {
+      client_fail_rate (self, client);
+      return;
+    }
 
   text = g_bytes_get_data (bytes, &len);
   if (type == SOUP_WEBSOCKET_DATA_BINARY)
@@ -1360,6 +1469,8 @@ client_detach (TsWsServer *self,
   g_signal_handlers_disconnect_by_data (client->io, client);
   if (g_hash_table_lookup (self->keys, client->id) == client)
     g_hash_table_remove (self->keys, client->id);
+  if (client->ip != NULL)
+    ip_release (self, client->ip);
   client->server = NULL;
   if (client->expiry != NULL)
     {
@@ -1414,6 +1525,11 @@ pending_free (Pending *pending)
   g_free (pending->key);
   g_free (pending->path_id);
   g_free (pending->protocol);
+  if (pending->ip != NULL)
+    {
+      ip_release (pending->server, pending->ip);
+      g_free (pending->ip);
+    }
   g_free (pending);
 }
 
@@ -1431,6 +1547,7 @@ client_new (TsWsServer              *self,
   client->io = g_object_ref (io);
   client->id = g_strdup (pending->key);
   client->base_path = g_strdup (pending->path_id);
+  client->ip = g_steal_pointer (&pending->ip);   /* the count moves over */
   client->multiple = g_strcmp0 (pending->protocol, "tinybase") == 0;
   client->budget = ts_payload_budget_new (self->max_message_size, self->max_message_size);
   client->lifetime = self->request_timeout;
@@ -1530,6 +1647,7 @@ on_request (SoupServer        *server,
   g_autofree char *path_id = NULL;
   g_autofree char *protocol = NULL;
   const char *key;
+  const char *ip;
   gboolean accepted = TRUE;
   Pending *pending;
 
@@ -1559,6 +1677,35 @@ on_request (SoupServer        *server,
       return;
     }
 
+  /* Before anything else is revealed, even whether the key is in use. */
+  if (g_signal_has_handler_pending (self, signals[ACCEPT_REQUEST], 0, FALSE))
+    {
+      g_object_ref (self);
+      g_signal_emit (self, signals[ACCEPT_REQUEST], 0, path_id, msg, &accepted);
+      g_object_unref (self);
+      if (self->destroyed)
+        accepted = FALSE;
+      if (!accepted)
+        {
+          if (soup_server_message_get_status (msg) == 0)
+            soup_server_message_set_status (msg, SOUP_STATUS_FORBIDDEN, NULL);
+          soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+                                        "Connection", "close");
+          return;
+        }
+    }
+
+  ip = soup_server_message_get_remote_host (msg);
+  if (ip == NULL)
+    ip = "";
+  if (self->max_connections_per_ip > 0 && ip_count (self, ip) >= self->max_connections_per_ip)
+    {
+      soup_server_message_set_status (msg, 429, "Too Many Requests");
+      soup_message_headers_replace (soup_server_message_get_response_headers (msg),
+                                    "Connection", "close");
+      return;
+    }
+
   key = soup_message_headers_get_one (headers, "Sec-WebSocket-Key");
   if (g_hash_table_contains (self->keys, key) || g_hash_table_contains (self->pending, key))
     {
@@ -1579,7 +1726,8 @@ on_request (SoupServer        *server,
         accepted = FALSE;
     }
   if (!accepted || g_hash_table_contains (self->keys, key) ||
-      g_hash_table_contains (self->pending, key))
+      g_hash_table_contains (self->pending, key) ||
+      (self->max_connections_per_ip > 0 && ip_count (self, ip) >= self->max_connections_per_ip))
     {
       if (soup_server_message_get_status (msg) == 0)
         soup_server_message_set_status (msg, SOUP_STATUS_FORBIDDEN, NULL);
@@ -1606,6 +1754,8 @@ on_request (SoupServer        *server,
   pending->key = g_strdup (key);
   pending->path_id = g_steal_pointer (&path_id);
   pending->protocol = g_steal_pointer (&protocol);
+  pending->ip = g_strdup (ip);
+  ip_hold (self, ip);
   g_hash_table_insert (self->pending, pending->key, pending);
   g_signal_connect (msg, "wrote-informational", G_CALLBACK (on_upgraded), pending);
   g_signal_connect (msg, "finished", G_CALLBACK (on_handshake_finished), pending);
@@ -1687,6 +1837,7 @@ ts_ws_server_finalize (GObject *object)
   g_hash_table_unref (self->keys);
   g_hash_table_unref (self->pending);
   g_ptr_array_unref (self->clients);
+  g_hash_table_unref (self->ips);
   g_hash_table_unref (self->closing);
   g_ptr_array_unref (self->close_tasks);
   g_free (self->data_dir);
@@ -1716,6 +1867,12 @@ ts_ws_server_get_property (GObject    *object,
     case PROP_DATA_DIR:
       g_value_set_string (value, self->data_dir);
       break;
+    case PROP_MAX_CONNECTIONS_PER_IP:
+      g_value_set_uint (value, self->max_connections_per_ip);
+      break;
+    case PROP_MAX_MESSAGES_PER_SECOND:
+      g_value_set_uint (value, self->max_messages_per_second);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -1742,6 +1899,12 @@ ts_ws_server_set_property (GObject      *object,
       break;
     case PROP_DATA_DIR:
       ts_ws_server_set_data_dir (self, g_value_get_string (value));
+      break;
+    case PROP_MAX_CONNECTIONS_PER_IP:
+      ts_ws_server_set_max_connections_per_ip (self, g_value_get_uint (value));
+      break;
+    case PROP_MAX_MESSAGES_PER_SECOND:
+      ts_ws_server_set_max_messages_per_second (self, g_value_get_uint (value));
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -1821,6 +1984,43 @@ ts_ws_server_class_init (TsWsServerClass *klass)
     g_param_spec_string ("data-dir", NULL, NULL, NULL,
                          G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * TsWsServer:max-connections-per-ip:
+   *
+   * How many connections one remote address may hold at once, counting
+   * upgrades in flight; a connection beyond it is refused with HTTP
+   * status 429. 0 (the default, as TinyBase) means no limit. Behind a
+   * reverse proxy every client has the proxy's address: limit there
+   * instead.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_MAX_CONNECTIONS_PER_IP] =
+    g_param_spec_uint ("max-connections-per-ip", NULL, NULL,
+                       0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
+  /**
+   * TsWsServer:max-messages-per-second:
+   *
+   * How many WebSocket messages a client may send per second, on
+   * average: each client has a bucket of that many tokens, refilled at
+   * that rate, and each message takes one. A client that sends a message
+   * with an empty bucket is reported to
+   * [signal@Tinysync.WsServer::ignored-error] (%TS_ERROR_OVERFLOW) and
+   * closed with code 1008 (policy violation) and reason `tinysync:rate`;
+   * the other clients of its rooms are not affected. Every fragment of a
+   * fragmented payload and every message of every channel of a
+   * multiplexed socket counts. 0 (the default, as TinyBase) means no
+   * limit. Changes apply at once.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_MAX_MESSAGES_PER_SECOND] =
+    g_param_spec_uint ("max-messages-per-second", NULL, NULL,
+                       0, G_MAXUINT, 0,
+                       G_PARAM_READWRITE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 
   /**
@@ -1889,10 +2089,12 @@ ts_ws_server_class_init (TsWsServerClass *klass)
    * @request_headers: the headers of the upgrade request
    *
    * Emitted for every valid WebSocket upgrade request before it is
-   * answered. Return %FALSE to refuse the connection: the client gets a
-   * 403 response, or the status a handler set on the message. Emission
-   * stops at the first handler that refuses. TinyBase has no such hook:
-   * rooms are neither authenticated nor authorized unless you add it.
+   * answered, after [signal@Tinysync.WsServer::accept-request]. Return
+   * %FALSE to refuse the connection: the client gets a 403 response.
+   * Emission stops at the first handler that refuses. TinyBase has no
+   * such hook: rooms are neither authenticated nor authorized unless you
+   * add it. To answer with another status, or to see the query or the
+   * remote address, use [signal@Tinysync.WsServer::accept-request].
    *
    * Returns: %TRUE to accept the connection
    *
@@ -1918,6 +2120,34 @@ ts_ws_server_class_init (TsWsServerClass *klass)
     g_signal_new ("create-persister", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
                   0, persister_accumulator, NULL, NULL, TS_TYPE_PERSISTER, 1,
                   G_TYPE_STRING);
+
+  /**
+   * TsWsServer::accept-request:
+   * @self: the server
+   * @path_id: the path id of the requested URL
+   * @msg: the upgrade request
+   *
+   * Emitted for every valid WebSocket upgrade request, before anything
+   * else is checked (a duplicate `Sec-WebSocket-Key`, the
+   * [property@Tinysync.WsServer:max-connections-per-ip] limit,
+   * [signal@Tinysync.WsServer::accept-client]). The handler can read
+   * everything about the request: its headers, its URI with the query
+   * ([method@Soup.ServerMessage.get_uri]), its remote address
+   * ([method@Soup.ServerMessage.get_remote_host]), and whether it came
+   * over TLS. Return %FALSE to refuse it: the client gets the status the
+   * handler set with [method@Soup.ServerMessage.set_status] (and any
+   * response headers it added, such as `WWW-Authenticate`), or 403 if it
+   * set none. Emission stops at the first handler that refuses. Do not
+   * keep @msg or answer it otherwise.
+   *
+   * Returns: %TRUE to let the request go on
+   *
+   * Since: 1.0
+   */
+  signals[ACCEPT_REQUEST] =
+    g_signal_new ("accept-request", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
+                  0, accept_accumulator, NULL, NULL, G_TYPE_BOOLEAN, 2,
+                  G_TYPE_STRING, SOUP_TYPE_SERVER_MESSAGE);
 
   signals[ACCEPT_CLIENT] =
     g_signal_new ("accept-client", G_TYPE_FROM_CLASS (klass), G_SIGNAL_RUN_LAST,
@@ -1953,6 +2183,7 @@ ts_ws_server_init (TsWsServer *self)
   self->keys = g_hash_table_new (g_str_hash, g_str_equal);
   self->pending = g_hash_table_new_full (g_str_hash, g_str_equal, NULL, (GDestroyNotify) pending_free);
   self->clients = g_ptr_array_new_with_free_func ((GDestroyNotify) client_unref);
+  self->ips = g_hash_table_new_full (g_str_hash, g_str_equal, g_free, NULL);
   self->closing = g_hash_table_new_full (g_str_hash, g_str_equal, g_free,
                                          (GDestroyNotify) g_ptr_array_unref);
   self->close_tasks = g_ptr_array_new_with_free_func (g_object_unref);
@@ -2170,6 +2401,84 @@ ts_ws_server_set_request_timeout (TsWsServer *self,
     return;
   self->request_timeout = seconds;
   g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_REQUEST_TIMEOUT]);
+}
+
+/**
+ * ts_ws_server_get_max_connections_per_ip:
+ * @self: a `TsWsServer`
+ *
+ * Gets [property@Tinysync.WsServer:max-connections-per-ip].
+ *
+ * Returns: the limit, 0 for none
+ *
+ * Since: 1.0
+ */
+guint
+ts_ws_server_get_max_connections_per_ip (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), 0);
+
+  return self->max_connections_per_ip;
+}
+
+/**
+ * ts_ws_server_set_max_connections_per_ip:
+ * @self: a `TsWsServer`
+ * @max_connections: the limit, 0 for none
+ *
+ * Sets [property@Tinysync.WsServer:max-connections-per-ip].
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_set_max_connections_per_ip (TsWsServer *self,
+                                         guint       max_connections)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  if (self->max_connections_per_ip == max_connections)
+    return;
+  self->max_connections_per_ip = max_connections;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_CONNECTIONS_PER_IP]);
+}
+
+/**
+ * ts_ws_server_get_max_messages_per_second:
+ * @self: a `TsWsServer`
+ *
+ * Gets [property@Tinysync.WsServer:max-messages-per-second].
+ *
+ * Returns: the limit, 0 for none
+ *
+ * Since: 1.0
+ */
+guint
+ts_ws_server_get_max_messages_per_second (TsWsServer *self)
+{
+  g_return_val_if_fail (TS_IS_WS_SERVER (self), 0);
+
+  return self->max_messages_per_second;
+}
+
+/**
+ * ts_ws_server_set_max_messages_per_second:
+ * @self: a `TsWsServer`
+ * @max_messages: the limit, 0 for none
+ *
+ * Sets [property@Tinysync.WsServer:max-messages-per-second].
+ *
+ * Since: 1.0
+ */
+void
+ts_ws_server_set_max_messages_per_second (TsWsServer *self,
+                                          guint       max_messages)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+
+  if (self->max_messages_per_second == max_messages)
+    return;
+  self->max_messages_per_second = max_messages;
+  g_object_notify_by_pspec (G_OBJECT (self), properties[PROP_MAX_MESSAGES_PER_SECOND]);
 }
 
 /**

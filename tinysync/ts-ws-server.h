@@ -70,6 +70,20 @@ void         ts_ws_server_set_data_dir          (TsWsServer  *self,
                                                  const char  *data_dir);
 
 TS_AVAILABLE_IN_ALL
+guint        ts_ws_server_get_max_connections_per_ip  (TsWsServer *self);
+
+TS_AVAILABLE_IN_ALL
+void         ts_ws_server_set_max_connections_per_ip  (TsWsServer *self,
+                                                       guint       max_connections);
+
+TS_AVAILABLE_IN_ALL
+guint        ts_ws_server_get_max_messages_per_second (TsWsServer *self);
+
+TS_AVAILABLE_IN_ALL
+void         ts_ws_server_set_max_messages_per_second (TsWsServer *self,
+                                                       guint       max_messages);
+
+TS_AVAILABLE_IN_ALL
 void         ts_ws_server_destroy               (TsWsServer  *self);
 
 TS_AVAILABLE_IN_ALL
