@@ -12,7 +12,8 @@
  * - --token-file FILE: one token per line (blank lines and lines starting
  *   with # are skipped). A client must present one, as
  *   `Authorization: Bearer TOKEN` or as the query parameter `?token=TOKEN`
- *   (browsers cannot set headers on a WebSocket); otherwise it gets 401.
+ *   (browsers cannot set headers on a WebSocket; a Bearer header wins
+ *   over the query); otherwise it gets 401. Checked before the path.
  *   Tokens are compared by their SHA-256 digests, in constant time, and
  *   every token is compared every time. The file is read at start-up.
  * - --max-connections-per-ip N: TsWsServer:max-connections-per-ip (429).
@@ -26,6 +27,7 @@
 #include "config.h"
 
 #include <glib-unix.h>
+#include <glib/gstdio.h>
 #include <glib/gi18n.h>
 #include <locale.h>
 #include <stdio.h>
@@ -219,9 +221,12 @@ load_tokens (const char  *path,
   g_autofree char *contents = NULL;
   g_auto(GStrv) lines = NULL;
   g_autoptr(GPtrArray) tokens = g_ptr_array_new_with_free_func ((GDestroyNotify) g_bytes_unref);
+  GStatBuf st;
 
   if (!g_file_get_contents (path, &contents, NULL, error))
     return NULL;
+  if (g_stat (path, &st) == 0 && (st.st_mode & 0077) != 0)
+    g_printerr (_("Warning: %s can be read by other users; make it mode 0600\n"), path);
   lines = g_strsplit (contents, "\n", -1);
   for (guint i = 0; lines[i] != NULL; i++)
     {
@@ -321,13 +326,6 @@ on_accept_request (TsWsServer        *server,
 {
   const char *remote = soup_server_message_get_remote_host (msg);
 
-  if (d->max_path_length > 0 && !path_id_valid (path_id, d->max_path_length))
-    {
-      log_event (G_LOG_LEVEL_WARNING, "refused", NULL, NULL,
-                 "connection refused: invalid or too long path");
-      soup_server_message_set_status (msg, SOUP_STATUS_BAD_REQUEST, NULL);
-      return FALSE;
-    }
   if (d->tokens != NULL)
     {
       g_autofree char *token = request_token (msg);
@@ -347,6 +345,14 @@ on_accept_request (TsWsServer        *server,
           return FALSE;
         }
       explicit_bzero (token, strlen (token));
+    }
+  /* After the token: an unauthenticated client learns nothing more. */
+  if (d->max_path_length > 0 && !path_id_valid (path_id, d->max_path_length))
+    {
+      log_event (G_LOG_LEVEL_WARNING, "refused", NULL, NULL,
+                 "connection refused: invalid or too long path");
+      soup_server_message_set_status (msg, SOUP_STATUS_BAD_REQUEST, NULL);
+      return FALSE;
     }
   return TRUE;
 }

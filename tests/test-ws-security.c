@@ -934,6 +934,7 @@ test_daemon (void)
   g_assert_true (g_file_set_contents (tokens, "# clients\nalpha-token\n\n  beta-token  \n",
                                       -1, &error));
   g_assert_no_error (error);
+  g_assert_cmpint (g_chmod (tokens, 0600), ==, 0);
 
   proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error,
                            server, "--port", "0", "--no-persist",
@@ -963,7 +964,8 @@ test_daemon (void)
   /* Comments are not tokens. */
   g_assert_cmpuint (session_try (session, port, "/room", "Bearer # clients"), ==, 401);
 
-  /* Path validation (with a valid token). */
+  /* Path validation, after the token: without one, 401 all the same. */
+  g_assert_cmpuint (session_try (session, port, "/a%01b", NULL), ==, 401);
   g_assert_cmpuint (session_try (session, port, "/a%01b", "Bearer alpha-token"), ==, 400);
   g_assert_cmpuint (session_try (session, port, "/a%7Fb", "Bearer alpha-token"), ==, 400);
   long_path = g_strnfill (65, 'x');
