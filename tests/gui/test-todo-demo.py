@@ -11,7 +11,9 @@
 # demo's --test-commands channel (stdin/stdout) clicks its widgets and reports
 # what its list model holds. Instance 1 adds items, instance 2 must show them;
 # instance 2 ticks one, instance 1 must see it; instance 1 deletes one,
-# instance 2 must lose it. Each instance has its own Xvfb screen; instance
+# instance 2 must lose it. Then the server stops: both windows show it,
+# instance 1 edits offline, the server restarts on the same port and data
+# folder, and both windows reconnect by themselves and agree. Each instance has its own Xvfb screen; instance
 # 2's screen is grabbed with ImageMagick's import into
 # ARTIFACT_DIR/todo-instance2.png.
 # Everything started here is stopped on the way out, pass or fail.
@@ -136,7 +138,31 @@ def check_png(path):
     height = int.from_bytes(header[20:24], 'big')
     assert size > 1000 and width > 100 and height > 100, \
         '%s: %d bytes, %dx%d' % (path, size, width, height)
-    log('%s: %d bytes, %dx%d' % (path, size, width, height))
+    # A blank or black screen has a handful of colours; text, check boxes
+    # and icons, anti-aliased, have hundreds
+    colours = int(subprocess.run(['identify', '-format', '%k', path],
+                                 capture_output=True, text=True, check=True,
+                                 timeout=30).stdout)
+    assert colours > 50, '%s: only %d colours' % (path, colours)
+    log('%s: %d bytes, %dx%d, %d colours' % (path, size, width, height,
+                                             colours))
+
+
+def start_server(server, port, data_dir):
+    """tinysync-server on PORT (0: any), its port from the line it prints."""
+    process = start([server, '--host', '127.0.0.1', '--port', port,
+                     '--data-dir', data_dir],
+                    stdout=subprocess.PIPE, text=True, bufsize=1)
+    reader = Reader(process.stdout, 'server')
+    return reader.expect(r'Listening on ws://127\.0\.0\.1:(\d+)/$').group(1)
+
+
+def stop_server():
+    """SIGTERM, which saves every room; the server is the first process."""
+    server = processes[0]
+    server.terminate()
+    assert server.wait(timeout=10) == 0
+    processes.remove(server)
 
 
 def start_xvfb():
@@ -172,12 +198,7 @@ def main():
     data_dir = tempfile.mkdtemp(prefix='tinysync-gui-')
     try:
         # The server, on a port the kernel picks
-        srv = start([server, '--host', '127.0.0.1', '--port', '0',
-                     '--data-dir', data_dir],
-                    stdout=subprocess.PIPE, text=True, bufsize=1)
-        srv_reader = Reader(srv.stdout, 'server')
-        port = srv_reader.expect(
-            r'Listening on ws://127\.0\.0\.1:(\d+)/$').group(1)
+        port = start_server(server, '0', data_dir)
         url = 'ws://127.0.0.1:%s/todos' % port
         log('server at', url)
 
@@ -215,7 +236,30 @@ def main():
         assert state['state'] == 'connected'
         log('instance 2 follows the delete:', texts(state))
 
-        # Give GTK a moment to paint the last change, then the screenshots
+        # The server goes away: both windows say so, and instance 1 goes on
+        # editing offline
+        stop_server()
+        for demo_instance in (one, two):
+            demo_instance.wait_for('reconnecting',
+                                   lambda s: s['state'] == 'reconnecting')
+        log('both windows show the lost connection')
+        one.command('add Fix the bike')
+        one.command('toggle 1')
+
+        # The server comes back on the same port with the same data folder:
+        # both reconnect by themselves and the offline edits reach instance 2
+        start_server(server, port, data_dir)
+        processes.insert(0, processes.pop())  # the server stays first
+        expected = [('Buy oat milk', True), ('Call the plumber', True),
+                    ('Fix the bike', False)]
+        for demo_instance in (one, two):
+            state = demo_instance.wait_for(
+                'reconnected with the offline edits',
+                lambda s: s['state'] == 'connected' and texts(s) == expected,
+                timeout=60)
+        log('after the restart both windows show:', texts(state))
+
+        # Give GTK a moment to paint the last change, then the screenshot
         time.sleep(0.5)
         screen_png = os.path.join(artifacts, 'todo-instance2.png')
         if os.path.exists(screen_png):
