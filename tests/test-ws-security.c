@@ -13,9 +13,10 @@
  *   live peer's Sec-WebSocket-Key, even an authenticated one): refused
  *   with 409, the victim keeps its id and keeps receiving;
  * - wss: a throwaway self-signed certificate made with openssl at test
- *   time (skipped without openssl), refused by a TsWsSynchronizer until
- *   the certificate is trusted through g_tls_backend_set_default_database(),
- *   then two synchronizers sync over it;
+ *   time (skipped without openssl; the private key is deleted once
+ *   loaded), refused by a TsWsSynchronizer with the system's trust store
+ *   or another certificate's, then trusted through its tls-database
+ *   property: two synchronizers sync over it;
  * - the tinysync-server daemon with --token-file, --max-path-length and
  *   --max-connections-per-ip, driven with SoupSession WebSocket clients.
  *
@@ -706,17 +707,24 @@ async_done (gpointer data)
 static TsWsSynchronizer *
 create_sync (TsMergeableStore *store,
              const char       *uri,
+             GTlsDatabase     *database,
              GError          **error)
 {
   Async async = { NULL };
-  TsWsSynchronizer *sync;
+  GObject *sync;
 
-  ts_ws_synchronizer_new_async (store, uri, 1.0, NULL, on_async, &async);
+  g_async_initable_new_async (TS_TYPE_WS_SYNCHRONIZER, G_PRIORITY_DEFAULT, NULL,
+                              on_async, &async,
+                              "store", store,
+                              "uri", uri,
+                              "tls-database", database,
+                              NULL);
   if (!wait_for (async_done, &async, 20000))
     g_error ("timed out connecting to %s", uri);
-  sync = ts_ws_synchronizer_new_finish (async.result, error);
+  sync = g_async_initable_new_finish (G_ASYNC_INITABLE (g_async_result_get_source_object (async.result)),
+                                      async.result, error);
   g_object_unref (async.result);
-  return sync;
+  return sync != NULL ? TS_WS_SYNCHRONIZER (sync) : NULL;
 }
 
 static void
@@ -780,7 +788,8 @@ test_wss (Fixture       *fx,
   g_autofree char *cert_path = NULL, *key_path = NULL, *uri = NULL;
   g_autoptr(GTlsCertificate) cert = NULL;
   g_autoptr(GTlsDatabase) database = NULL;
-  g_autoptr(GTlsDatabase) previous = NULL;
+  g_autoptr(GTlsDatabase) other = NULL;
+  g_autofree char *other_cert = NULL, *other_key = NULL;
   g_autoptr(GError) error = NULL;
   g_autoptr(TsMergeableStore) store1 = NULL, store2 = NULL;
   g_autoptr(TsWsSynchronizer) sync1 = NULL, sync2 = NULL, refused = NULL;
@@ -805,20 +814,28 @@ test_wss (Fixture       *fx,
   fixture_start (fx, cert);
   uri = g_strdup_printf ("wss://127.0.0.1:%u/secure", fx->port);
 
-  /* An unknown certificate is refused. */
+  /* An unknown certificate is refused: by the system's trust store, and
+   * by a database of another certificate. */
   store1 = ts_mergeable_store_new (NULL);
+  refused = create_sync (store1, uri, NULL, &error);
+  g_assert_null (refused);
+  g_assert_nonnull (error);
+  g_test_message ("untrusted certificate: %s", error->message);
+  g_clear_error (&error);
   {
-    Async async = { NULL };
-    g_autoptr(TsWsSynchronizer) s = NULL;
+    g_autofree char *sub = g_build_filename (fx->tmpdir, "other", NULL);
 
-    ts_ws_synchronizer_new_async (store1, uri, 1.0, NULL, on_async, &async);
-    g_assert_true (wait_for (async_done, &async, 20000));
-    s = ts_ws_synchronizer_new_finish (async.result, &error);
-    g_object_unref (async.result);
-    g_assert_null (s);
+    g_assert_cmpint (g_mkdir (sub, 0700), ==, 0);
+    g_assert_true (make_certificate (sub, &other_cert, &other_key));
+    g_unlink (other_key);
+    other = g_tls_file_database_new (other_cert, &error);
+    g_assert_no_error (error);
+    refused = create_sync (store1, uri, other, &error);
+    g_assert_null (refused);
     g_assert_nonnull (error);
-    g_test_message ("untrusted certificate: %s", error->message);
     g_clear_error (&error);
+    g_unlink (other_cert);
+    g_rmdir (sub);
   }
   {
     guint paths = 99, clients = 99;
@@ -827,17 +844,22 @@ test_wss (Fixture       *fx,
     g_assert_cmpuint (clients, ==, 0);
   }
 
-  /* Trusted as a private CA for the whole process. */
+  /* Trusted through TsWsSynchronizer:tls-database. */
   database = g_tls_file_database_new (cert_path, &error);
   g_assert_no_error (error);
-  previous = g_tls_backend_get_default_database (g_tls_backend_get_default ());
-  g_tls_backend_set_default_database (g_tls_backend_get_default (), database);
-
   store2 = ts_mergeable_store_new (NULL);
-  sync1 = create_sync (store1, uri, &error);
+  sync1 = create_sync (store1, uri, database, &error);
   g_assert_no_error (error);
-  sync2 = create_sync (store2, uri, &error);
+  g_assert_true (ts_ws_synchronizer_is_connected (sync1));
+  sync2 = create_sync (store2, uri, database, &error);
   g_assert_no_error (error);
+  {
+    GTlsDatabase *got = NULL;
+
+    g_object_get (sync1, "tls-database", &got, NULL);
+    g_assert_true (got == database);
+    g_object_unref (got);
+  }
   start_sync (sync1);
   start_sync (sync2);
   ts_mergeable_store_set_cell_string (store1, "t", "r", "c", "over tls");
@@ -848,7 +870,6 @@ test_wss (Fixture       *fx,
 
   ts_synchronizer_destroy (TS_SYNCHRONIZER (sync1));
   ts_synchronizer_destroy (TS_SYNCHRONIZER (sync2));
-  g_tls_backend_set_default_database (g_tls_backend_get_default (), previous);
 }
 
 /* ---- The daemon --------------------------------------------------------- */

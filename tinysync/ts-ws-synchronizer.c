@@ -307,6 +307,7 @@ struct _Link {
   gint64                   last_activity;
   guint64                  max_incoming;
   gboolean                 stopped;
+  GTlsDatabase            *tls_database; /* NULL: the default database */
 };
 
 static void link_connect (Link *link, GCancellable *cancellable);
@@ -832,6 +833,19 @@ on_socket_connected (GObject      *source,
                                    attempt->cancellable, on_request_written, attempt);
 }
 
+/* tls-database: the certificate of a wss:// server is checked against
+ * the link's database instead of the default one. */
+static void
+on_socket_client_event (GSocketClient      *client,
+                        GSocketClientEvent  event,
+                        GSocketConnectable *connectable,
+                        GIOStream          *connection,
+                        gpointer            data)
+{
+  if (event == G_SOCKET_CLIENT_TLS_HANDSHAKING && G_IS_TLS_CONNECTION (connection))
+    g_tls_connection_set_database (G_TLS_CONNECTION (connection), data);
+}
+
 /* Opens a WebSocket to the link's URI: our own HTTP/1.1 upgrade over a
  * GSocketClient, so that the connection runs over a TsWsIOStream (close
  * codes libsoup 3.2 refuses, whole-message size limit, buffered bytes). */
@@ -883,6 +897,10 @@ link_connect (Link         *link,
                                        attempt, "[tinysync] connect timeout");
   client = g_socket_client_new ();
   g_socket_client_set_tls (client, tls);
+  if (tls && link->tls_database != NULL)
+    g_signal_connect_data (client, "event", G_CALLBACK (on_socket_client_event),
+                           g_object_ref (link->tls_database),
+                           (GClosureNotify) (void (*) (void)) g_object_unref, 0);
   address = g_network_address_new (g_uri_get_host (attempt->uri),
                                    port > 0 ? port : tls ? 443 : 80);
   g_socket_client_connect_async (client, address, attempt->cancellable, on_socket_connected,
@@ -968,6 +986,7 @@ link_clear (Link *link)
   link_stop (link);
   g_clear_pointer (&link->uri, g_free);
   g_clear_pointer (&link->context, g_main_context_unref);
+  g_clear_object (&link->tls_database);
 }
 
 static gboolean
@@ -1075,6 +1094,8 @@ struct _TsWsSynchronizer
 
   /* channel mode */
   Mux                     *mux;
+
+  GTlsDatabase            *tls_database;  /* construct property */
 };
 
 static void ts_ws_synchronizer_async_initable_iface_init (GAsyncInitableIface *iface);
@@ -1093,6 +1114,7 @@ enum {
   PROP_RECONNECT,
   PROP_KEEPALIVE_INTERVAL,
   PROP_CONNECTED,
+  PROP_TLS_DATABASE,
   N_PROPS
 };
 
@@ -2331,10 +2353,13 @@ mux_new (void)
 
 /* The shared connection of URI channel synchronizers. */
 static Mux *
-mux_for_uri (const char *uri,
-             gboolean   *created)
+mux_for_uri (const char   *uri,
+             GTlsDatabase *tls_database,
+             gboolean     *created)
 {
-  g_autofree char *key = g_strdup_printf ("%p %s", (void *) g_main_context_get_thread_default (), uri);
+  /* Channels share a connection only if they trust the same database. */
+  g_autofree char *key = g_strdup_printf ("%p %p %s", (void *) g_main_context_get_thread_default (),
+                                          (void *) tls_database, uri);
   Mux *mux;
 
   G_LOCK (muxes);
@@ -2353,6 +2378,8 @@ mux_for_uri (const char *uri,
   g_hash_table_replace (muxes, g_steal_pointer (&key), mux);
   G_UNLOCK (muxes);
   mux->link.uri = g_strdup (uri);
+  if (tls_database != NULL)
+    mux->link.tls_database = g_object_ref (tls_database);
   *created = TRUE;
   return mux;
 }
@@ -2483,7 +2510,7 @@ channel_init_async (TsWsSynchronizer *self,
       mux = mux_for_connection (self->given_connection, &created);
     }
   else
-    mux = mux_for_uri (self->uri, &created);
+    mux = mux_for_uri (self->uri, self->tls_database, &created);
 
   if (g_hash_table_contains (mux->channels, self->channel_id))
     {
@@ -2601,6 +2628,7 @@ ts_ws_synchronizer_finalize (GObject *object)
   g_clear_pointer (&self->decoder, ts_payload_decoder_free);
   g_clear_pointer (&self->budget, ts_payload_budget_unref);
   g_clear_object (&self->given_connection);
+  g_clear_object (&self->tls_database);
   g_free (self->uri);
   g_free (self->channel_id);
 
@@ -2669,6 +2697,9 @@ ts_ws_synchronizer_get_property (GObject    *object,
     case PROP_CONNECTED:
       g_value_set_boolean (value, self->connected);
       break;
+    case PROP_TLS_DATABASE:
+      g_value_set_object (value, self->tls_database);
+      break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
     }
@@ -2704,6 +2735,9 @@ ts_ws_synchronizer_set_property (GObject      *object,
       break;
     case PROP_KEEPALIVE_INTERVAL:
       ts_ws_synchronizer_set_keepalive_interval (self, g_value_get_uint (value));
+      break;
+    case PROP_TLS_DATABASE:
+      self->tls_database = g_value_dup_object (value);
       break;
     default:
       G_OBJECT_WARN_INVALID_PROPERTY_ID (object, prop_id, pspec);
@@ -2866,6 +2900,34 @@ ts_ws_synchronizer_class_init (TsWsSynchronizerClass *klass)
     g_param_spec_boolean ("connected", NULL, NULL, FALSE,
                           G_PARAM_READABLE | G_PARAM_EXPLICIT_NOTIFY | G_PARAM_STATIC_STRINGS);
 
+  /**
+   * TsWsSynchronizer:tls-database:
+   *
+   * The certificates a `wss://` server's certificate is checked against,
+   * instead of the system's trust store (the default database of the
+   * [iface@Gio.TlsBackend]): set it to a [iface@Gio.TlsFileDatabase] of
+   * a private CA or of a self-signed server certificate. The check is as
+   * strict as ever; there is no way to turn it off. Set it at
+   * construction, with g_async_initable_new_async():
+   *
+   * ```c
+   * g_async_initable_new_async (TS_TYPE_WS_SYNCHRONIZER, G_PRIORITY_DEFAULT,
+   *                             NULL, on_ready, data,
+   *                             "store", store,
+   *                             "uri", "wss://sync.example:8047/room",
+   *                             "tls-database", database,
+   *                             NULL);
+   * ```
+   *
+   * Channel synchronizers share a connection only with those of the same
+   * URI and database.
+   *
+   * Since: 1.0
+   */
+  properties[PROP_TLS_DATABASE] =
+    g_param_spec_object ("tls-database", NULL, NULL, G_TYPE_TLS_DATABASE,
+                         G_PARAM_READWRITE | G_PARAM_CONSTRUCT_ONLY | G_PARAM_STATIC_STRINGS);
+
   g_object_class_install_properties (object_class, N_PROPS, properties);
 }
 
@@ -2920,6 +2982,7 @@ ts_ws_synchronizer_init_async (GAsyncInitable      *initable,
       return;
     }
   self->init_task = task;
+  g_set_object (&self->link.tls_database, self->tls_database);
   link_start (&self->link, self->uri, NULL, cancellable);
 }
 
