@@ -1007,6 +1007,96 @@ test_daemon (void)
   g_rmdir (dir);
 }
 
+/* The daemon over wss with tokens: TsWsSynchronizers present their token
+ * in the query (as a browser would) and trust the server through
+ * tls-database. */
+static void
+test_daemon_wss (void)
+{
+  g_autofree char *server = g_test_build_filename (G_TEST_BUILT, "..", "server",
+                                                   "tinysync-server", NULL);
+  g_autofree char *dir = NULL, *tokens = NULL, *line = NULL, *uri = NULL, *bad_uri = NULL;
+  g_autofree char *cert_path = NULL, *key_path = NULL;
+  g_autoptr(GError) error = NULL;
+  g_autoptr(GSubprocess) proc = NULL;
+  g_autoptr(GDataInputStream) out = NULL;
+  g_autoptr(GTlsDatabase) database = NULL;
+  g_autoptr(TsMergeableStore) store1 = NULL, store2 = NULL;
+  g_autoptr(TsWsSynchronizer) sync1 = NULL, sync2 = NULL, refused = NULL;
+  const char *prefix = "Listening on wss://127.0.0.1:";
+  guint port;
+
+  if (!g_file_test (server, G_FILE_TEST_IS_EXECUTABLE))
+    {
+      g_test_skip ("tinysync-server is not built");
+      return;
+    }
+  if (!g_tls_backend_supports_tls (g_tls_backend_get_default ()))
+    {
+      g_test_skip ("no TLS backend (glib-networking)");
+      return;
+    }
+  dir = g_dir_make_tmp ("tinysync-daemon-wss-XXXXXX", &error);
+  g_assert_no_error (error);
+  if (!make_certificate (dir, &cert_path, &key_path))
+    {
+      g_rmdir (dir);
+      g_test_skip ("openssl cannot make a test certificate");
+      return;
+    }
+  tokens = g_build_filename (dir, "tokens", NULL);
+  g_assert_true (g_file_set_contents (tokens, "w+ss/t=ken\n", -1, &error));
+  g_assert_cmpint (g_chmod (tokens, 0600), ==, 0);
+
+  proc = g_subprocess_new (G_SUBPROCESS_FLAGS_STDOUT_PIPE, &error,
+                           server, "--port", "0", "--no-persist",
+                           "--tls-cert", cert_path, "--tls-key", key_path,
+                           "--token-file", tokens, NULL);
+  g_assert_no_error (error);
+  out = g_data_input_stream_new (g_subprocess_get_stdout_pipe (proc));
+  line = g_data_input_stream_read_line (out, NULL, NULL, &error);
+  g_assert_no_error (error);
+  g_assert_nonnull (line);
+  g_assert_true (g_str_has_prefix (line, prefix));
+  port = (guint) g_ascii_strtoull (line + strlen (prefix), NULL, 10);
+  /* The daemon has read them: the key and tokens need not stay around. */
+  g_unlink (key_path);
+  g_unlink (tokens);
+
+  database = g_tls_file_database_new (cert_path, &error);
+  g_assert_no_error (error);
+  store1 = ts_mergeable_store_new (NULL);
+  store2 = ts_mergeable_store_new (NULL);
+
+  bad_uri = g_strdup_printf ("wss://127.0.0.1:%u/team?token=nope", port);
+  refused = create_sync (store1, bad_uri, database, &error);
+  g_assert_null (refused);
+  g_assert_nonnull (error);
+  g_test_message ("wrong token: %s", error->message);
+  g_clear_error (&error);
+
+  /* The token percent-encoded in the query, as a URL carries it. */
+  uri = g_strdup_printf ("wss://127.0.0.1:%u/team?token=w%%2Bss%%2Ft%%3Dken", port);
+  sync1 = create_sync (store1, uri, database, &error);
+  g_assert_no_error (error);
+  sync2 = create_sync (store2, uri, database, &error);
+  g_assert_no_error (error);
+  start_sync (sync1);
+  start_sync (sync2);
+  ts_mergeable_store_set_cell_string (store1, "t", "r", "c", "daemon over tls");
+  if (!wait_for (store_has_cell, store2, WAIT_TIMEOUT_MS))
+    g_error ("the change did not arrive through the daemon");
+  ts_synchronizer_destroy (TS_SYNCHRONIZER (sync1));
+  ts_synchronizer_destroy (TS_SYNCHRONIZER (sync2));
+
+  g_subprocess_send_signal (proc, SIGTERM);
+  g_assert_true (g_subprocess_wait (proc, NULL, &error));
+  g_assert_true (g_subprocess_get_if_exited (proc));
+  g_assert_cmpint (g_subprocess_get_exit_status (proc), ==, 0);
+  g_unlink (cert_path);
+  g_rmdir (dir);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -1020,6 +1110,7 @@ main (int argc, char **argv)
   ADD ("takeover", test_takeover, NULL);
   ADD ("wss", test_wss, "tls");
   g_test_add_func ("/tinysync/ws-security/daemon", test_daemon);
+  g_test_add_func ("/tinysync/ws-security/daemon-wss", test_daemon_wss);
 
   return g_test_run ();
 }
