@@ -33,8 +33,9 @@ import gi
 gi.require_version('GLib', '2.0')
 gi.require_version('Gio', '2.0')
 gi.require_version('Gtk', '4.0')
+gi.require_version('Pango', '1.0')
 gi.require_version('Tinysync', '1.0')
-from gi.repository import Gio, GLib, GObject, Gtk, Tinysync  # noqa: E402
+from gi.repository import Gio, GLib, Gtk, Pango, Tinysync  # noqa: E402
 
 APP_ID = 'org.tinysync.Todo'
 TABLE = 'todos'
@@ -62,7 +63,7 @@ class TodoRow(Gtk.Box):
         self.check = Gtk.CheckButton()
         self.check.set_tooltip_text('Done')
         self.label = Gtk.Label(xalign=0, hexpand=True)
-        self.label.set_ellipsize(3)  # PANGO_ELLIPSIZE_END
+        self.label.set_ellipsize(Pango.EllipsizeMode.END)
         self.delete = Gtk.Button.new_from_icon_name('user-trash-symbolic')
         self.delete.set_tooltip_text('Delete')
         self.delete.add_css_class('flat')
@@ -314,8 +315,10 @@ class TodoApp(Gtk.Application):
                 return
             else:
                 self._answer('ERROR unknown command %r' % command)
-        except (IndexError, ValueError, GLib.Error) as e:
-            self._answer('ERROR %s' % e)
+        except Exception as e:  # noqa: BLE001
+            # PyGObject would print and swallow it, and the driver would
+            # wait for an answer that never comes
+            self._answer('ERROR %s: %s' % (type(e).__name__, e))
         self._read_command()
 
 
