@@ -5,6 +5,7 @@
 # SPDX-License-Identifier: MIT
 #
 #   test-todo-demo.py SERVER DEMO ARTIFACT_DIR
+#   test-todo-demo.py SERVER DEMO ARTIFACT_DIR --tinybase NODE INTEROP_DIR
 #
 # Starts tinysync-server on a free port with a temporary data folder, Xvfb on
 # a free display and two instances of the demo joined to the same room. The
@@ -16,6 +17,10 @@
 # folder, and both windows reconnect by themselves and agree. Each instance has its own Xvfb screen; instance
 # 2's screen is grabbed with ImageMagick's import into
 # ARTIFACT_DIR/todo-instance2.png.
+# With --tinybase, a real TinyBase 10.0.1 app (tinybase-todo-client.mjs, run
+# by NODE from INTEROP_DIR, where npm ci installed tinybase) shares the room
+# with one window: its setRow shows in the list, the window's add and tick
+# reach its store; the window is grabbed to ARTIFACT_DIR/todo-tinybase.png.
 # Everything started here is stopped on the way out, pass or fail.
 
 import json
@@ -92,13 +97,14 @@ def stop_all():
             process.wait()
 
 
-class Demo:
+class Peer:
+    """A process answering the line commands of the demo's test channel."""
 
-    def __init__(self, name, demo, url, env):
+    def __init__(self, name, args, env, cwd=None):
         self.name = name
-        self.process = start(['/usr/bin/python3', demo, '--test-commands', url],
-                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             env=env, text=True, bufsize=1)
+        self.process = start(args, stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, env=env, cwd=cwd,
+                             text=True, bufsize=1)
         self.reader = Reader(self.process.stdout, name)
 
     def command(self, line, pattern='OK$'):
@@ -123,6 +129,13 @@ class Demo:
                 raise AssertionError('%s: never %s; last %s'
                                      % (self.name, what, json.dumps(state)))
             time.sleep(0.1)
+
+
+class Demo(Peer):
+
+    def __init__(self, name, demo, url, env):
+        super().__init__(name, ['/usr/bin/python3', demo, '--test-commands',
+                                url], env)
 
 
 def texts(state):
@@ -192,7 +205,81 @@ def gui_env(display):
     return env
 
 
+def screenshot(display, path):
+    """The whole screen of DISPLAY (one window on it) into a PNG file."""
+    time.sleep(0.5)  # let GTK paint the last change
+    if os.path.exists(path):
+        os.unlink(path)
+    subprocess.run(['import', '-display', display, '-window', 'root', path],
+                   check=True, timeout=30)
+    check_png(path)
+
+
+def tinybase(server, demo, artifacts, node, interop_dir):
+    """A TinyBase 10.0.1 client and the GTK demo in one room."""
+    if not os.path.exists(os.path.join(interop_dir, 'node_modules',
+                                       'tinybase', 'package.json')):
+        print('1..0 # SKIP tinybase is not installed in %s (npm ci)'
+              % interop_dir)
+        return 77
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                           'tinybase-todo-client.mjs')) as f:
+        client_source = f.read()
+    data_dir = tempfile.mkdtemp(prefix='tinysync-gui-')
+    try:
+        port = start_server(server, '0', data_dir)
+        url = 'ws://127.0.0.1:%s/todos' % port
+        display = start_xvfb()
+        window = Demo('GTK demo', demo, url, gui_env(display))
+        window.wait_for('connected', lambda s: s['state'] == 'connected')
+
+        # ESM resolves tinybase and ws from the current folder with -e
+        web = Peer('TinyBase', [node, '--input-type=module', '-e',
+                                client_source],
+                   dict(os.environ, TODO_URL=url), cwd=interop_dir)
+        web.reader.expect('READY$', timeout=60)
+
+        # TinyBase's setRow shows up in the GTK list
+        web.command('set 0000000000000-tinybase false Added in TinyBase')
+        window.wait_for('showing the TinyBase row', lambda s: texts(s) == [
+            ('Added in TinyBase', False)])
+        log('the GTK window shows the row TinyBase set')
+
+        # The window adds a row and ticks TinyBase's: TinyBase's store has both
+        window.command('add Added in GTK')
+        window.command('toggle 0')
+
+        def web_has_both(table):
+            rows = sorted((row['text'], row['done']) for row in table.values())
+            return rows == [('Added in GTK', False), ('Added in TinyBase', True)]
+
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            table = json.loads(web.command('dump', 'DUMP (.*)$').group(2))
+            if web_has_both(table):
+                break
+            assert time.monotonic() < deadline, \
+                'TinyBase never got the GTK edits; last %s' % json.dumps(table)
+            time.sleep(0.1)
+        log('TinyBase has the GTK edits:', json.dumps(table, sort_keys=True))
+        window.wait_for('agreeing', lambda s: texts(s) == [
+            ('Added in TinyBase', True), ('Added in GTK', False)])
+
+        screenshot(display, os.path.join(artifacts, 'todo-tinybase.png'))
+        web.command('quit')
+        window.command('quit')
+        assert window.process.wait(timeout=10) == 0
+        assert web.process.wait(timeout=10) == 0
+        print('ok - a TinyBase app and a GTK window edit one list', flush=True)
+        return 0
+    finally:
+        stop_all()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
 def main():
+    if len(sys.argv) > 4 and sys.argv[4] == '--tinybase':
+        return tinybase(*sys.argv[1:4], *sys.argv[5:7])
     server, demo, artifacts = sys.argv[1:4]
     os.makedirs(artifacts, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix='tinysync-gui-')
@@ -259,15 +346,8 @@ def main():
                 timeout=60)
         log('after the restart both windows show:', texts(state))
 
-        # Give GTK a moment to paint the last change, then the screenshot
-        time.sleep(0.5)
-        screen_png = os.path.join(artifacts, 'todo-instance2.png')
-        if os.path.exists(screen_png):
-            os.unlink(screen_png)
-        subprocess.run(['import', '-display', env_two['DISPLAY'],
-                        '-window', 'root', screen_png],
-                       check=True, timeout=30)
-        check_png(screen_png)
+        screenshot(env_two['DISPLAY'],
+                   os.path.join(artifacts, 'todo-instance2.png'))
 
         one.command('quit')
         two.command('quit')
