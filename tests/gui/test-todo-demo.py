@@ -5,7 +5,7 @@
 # SPDX-License-Identifier: MIT
 #
 #   test-todo-demo.py SERVER DEMO ARTIFACT_DIR
-#   test-todo-demo.py SERVER DEMO ARTIFACT_DIR --tinybase NODE INTEROP_DIR
+#   test-todo-demo.py SERVER DEMO ARTIFACT_DIR --tinybase NODE NPM INTEROP_DIR
 #
 # Starts tinysync-server on a free port with a temporary data folder, Xvfb on
 # a free display and two instances of the demo joined to the same room. The
@@ -18,13 +18,14 @@
 # 2's screen is grabbed with ImageMagick's import into
 # ARTIFACT_DIR/todo-instance2.png.
 # With --tinybase, a real TinyBase 10.0.1 app (tinybase-todo-client.mjs, run
-# by NODE from INTEROP_DIR, where npm ci installed tinybase) shares the room
+# by NODE from INTEROP_DIR, where NPM ci installs tinybase) shares the room
 # with one window: its setRow shows in the list, the window's add and tick
 # reach its store; the window is grabbed to ARTIFACT_DIR/todo-tinybase.png.
 # Everything started here is stopped on the way out, pass or fail.
 
 import json
 import os
+import fcntl
 import queue
 import re
 import shutil
@@ -215,12 +216,35 @@ def screenshot(display, path):
     check_png(path)
 
 
-def tinybase(server, demo, artifacts, node, interop_dir):
+def npm_installed(interop_dir):
+    modules = os.path.join(interop_dir, 'node_modules')
+    lock = os.path.join(modules, '.package-lock.json')
+    return (os.path.exists(os.path.join(modules, 'tinybase', 'package.json'))
+            and os.path.exists(lock)
+            and os.path.getmtime(os.path.join(interop_dir, 'package-lock.json'))
+            <= os.path.getmtime(lock))
+
+
+def npm_ci(npm, interop_dir):
+    """npm ci once, under the lock the interop suite's scripts take."""
+    if npm_installed(interop_dir):
+        return True
+    fd = os.open(interop_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        if npm_installed(interop_dir):
+            return True
+        return subprocess.run([npm, 'ci', '--silent', '--no-audit',
+                               '--no-fund'], cwd=interop_dir,
+                              timeout=300).returncode == 0
+    finally:
+        os.close(fd)
+
+
+def tinybase(server, demo, artifacts, node, npm, interop_dir):
     """A TinyBase 10.0.1 client and the GTK demo in one room."""
-    if not os.path.exists(os.path.join(interop_dir, 'node_modules',
-                                       'tinybase', 'package.json')):
-        print('1..0 # SKIP tinybase is not installed in %s (npm ci)'
-              % interop_dir)
+    if not npm_ci(npm, interop_dir):
+        print('1..0 # SKIP npm ci failed in %s (offline?)' % interop_dir)
         return 77
     with open(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                            'tinybase-todo-client.mjs')) as f:
@@ -279,7 +303,7 @@ def tinybase(server, demo, artifacts, node, interop_dir):
 
 def main():
     if len(sys.argv) > 4 and sys.argv[4] == '--tinybase':
-        return tinybase(*sys.argv[1:4], *sys.argv[5:7])
+        return tinybase(*sys.argv[1:4], *sys.argv[5:8])
     server, demo, artifacts = sys.argv[1:4]
     os.makedirs(artifacts, exist_ok=True)
     data_dir = tempfile.mkdtemp(prefix='tinysync-gui-')
