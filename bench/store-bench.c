@@ -223,6 +223,17 @@ now_s (void)
   return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
+/* CPU time of the process: shows how much of the wall time was spent
+ * waiting for the CPU on a busy machine (INFO lines only) */
+static double
+cpu_s (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
 static gint64
 rss_bytes (void)
 {
@@ -310,7 +321,7 @@ run_fill (guint64  cells,
   for (guint r = 0; r < reps; r++)
     {
       TsMergeableStore *store = ts_mergeable_store_new (NULL);
-      double t0 = now_s (), t;
+      double t0 = now_s (), c0 = cpu_s (), t;
 
       if (one_transaction)
         fill_transaction (store, &d);
@@ -318,7 +329,8 @@ run_fill (guint64  cells,
         fill_one_by_one (store, &d);
       t = now_s () - t0;
       rates[r] = (double) (rows * CELLS_PER_ROW) / t;
-      g_printerr ("INFO tinysync rep %u: %.3f s, %.0f cells/s\n", r, t, rates[r]);
+      g_printerr ("INFO tinysync rep %u: %.3f s (cpu %.3f s), %.0f cells/s\n",
+                  r, t, cpu_s () - c0, rates[r]);
       check_store (store, rows);
       g_object_unref (store);
     }
@@ -368,11 +380,12 @@ run_get_content (guint64 cells,
   data_clear (&d);
   for (guint r = 0; r < reps; r++)
     {
-      double t0 = now_s ();
+      double t0 = now_s (), c0 = cpu_s ();
       char *json = ts_mergeable_store_get_mergeable_content_json (store);
 
       ms[r] = (now_s () - t0) * 1000;
-      g_printerr ("INFO tinysync rep %u: %.1f ms, %zu bytes of JSON\n", r, ms[r], strlen (json));
+      g_printerr ("INFO tinysync rep %u: %.1f ms (cpu %.1f ms), %zu bytes of JSON\n",
+                  r, ms[r], (cpu_s () - c0) * 1000, strlen (json));
       g_free (json);
     }
   g_object_unref (store);
@@ -403,7 +416,7 @@ run_load_content (guint64     cells,
   for (guint r = 0; r < reps; r++)
     {
       TsMergeableStore *store = ts_mergeable_store_new (NULL);
-      double t0 = now_s ();
+      double t0 = now_s (), c0 = cpu_s ();
 
       if (!ts_mergeable_store_set_mergeable_content_json (store, text, &error))
         {
@@ -411,7 +424,8 @@ run_load_content (guint64     cells,
           exit (1);
         }
       ms[r] = (now_s () - t0) * 1000;
-      g_printerr ("INFO tinysync rep %u: %.1f ms for %zu bytes\n", r, ms[r], len);
+      g_printerr ("INFO tinysync rep %u: %.1f ms (cpu %.1f ms) for %zu bytes\n",
+                  r, ms[r], (cpu_s () - c0) * 1000, len);
       check_store (store, cells / CELLS_PER_ROW);
       g_object_unref (store);
     }

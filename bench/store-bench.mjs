@@ -105,6 +105,12 @@ const checkStore = (store, rows) => {
 // ---- Measuring
 
 const nowS = () => Number(process.hrtime.bigint()) / 1e9;
+// CPU time of the process, all threads (V8's GC and compiler threads too);
+// shows how much of the wall time was spent waiting on a busy machine
+const cpuS = () => {
+  const { user, system } = process.cpuUsage();
+  return (user + system) / 1e6;
+};
 
 const gc = () => {
   if (!global.gc) {
@@ -143,14 +149,16 @@ const runFill = (cells, reps, oneTransaction) => {
     const store = createMergeableStore();
     gc();
     const t0 = nowS();
+    const c0 = cpuS();
     if (oneTransaction) {
       store.setTables(tables);
     } else {
       fillOneByOne(store, data);
     }
     const t = nowS() - t0;
+    const c = cpuS() - c0;
     rates.push(cells / t);
-    info(`rep ${r}: ${t.toFixed(3)} s, ${Math.round(cells / t)} cells/s`);
+    info(`rep ${r}: ${t.toFixed(3)} s (cpu ${c.toFixed(3)} s), ${Math.round(cells / t)} cells/s`);
     checkStore(store, rows);
   }
   return median(rates);
@@ -188,9 +196,11 @@ const runGetContent = (cells, reps) => {
   for (let r = 0; r < reps; r++) {
     gc();
     const t0 = nowS();
+    const c0 = cpuS();
     const json = JSON.stringify(store.__[1]());
     ms.push((nowS() - t0) * 1000);
-    info(`rep ${r}: ${ms[r].toFixed(1)} ms, ${json.length} bytes of JSON`);
+    const c = (cpuS() - c0) * 1000;
+    info(`rep ${r}: ${ms[r].toFixed(1)} ms (cpu ${c.toFixed(1)} ms), ${json.length} bytes of JSON`);
   }
   return median(ms);
 };
@@ -206,9 +216,11 @@ const runLoadContent = (cells, reps, path) => {
     const store = createMergeableStore();
     gc();
     const t0 = nowS();
+    const c0 = cpuS();
     store.__[3](JSON.parse(text));
     ms.push((nowS() - t0) * 1000);
-    info(`rep ${r}: ${ms[r].toFixed(1)} ms for ${text.length} chars`);
+    const c = (cpuS() - c0) * 1000;
+    info(`rep ${r}: ${ms[r].toFixed(1)} ms (cpu ${c.toFixed(1)} ms) for ${text.length} chars`);
     checkStore(store, cells / CELLS_PER_ROW);
   }
   return median(ms);
