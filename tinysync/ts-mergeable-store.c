@@ -919,16 +919,23 @@ call_listeners (TsMergeableStore *self,
     }
 }
 
-/* Whether the signal has a handler for the detail; sets *detail. */
+/* Whether the signal has any handler, whatever its detail
+ * (g_signal_has_handler_pending() with detail 0 only sees handlers
+ * connected without one). */
 static gboolean
 signal_wanted (TsMergeableStore *self,
-               guint             signal,
-               const char       *detail_str,
-               GQuark           *detail)
+               guint             signal)
 {
-  *detail = detail_str != NULL ? g_quark_try_string (detail_str) : 0;
-  return g_signal_has_handler_pending (self, signals[signal], 0, TRUE) ||
-         (*detail != 0 && g_signal_has_handler_pending (self, signals[signal], *detail, TRUE));
+  return g_signal_handler_find (self, G_SIGNAL_MATCH_ID, signals[signal],
+                                0, NULL, NULL, NULL) != 0;
+}
+
+/* The detail to emit with: a quark that does not exist yet cannot have
+ * handlers, so there is no need to create one. */
+static GQuark
+detail_of (const char *id)
+{
+  return g_quark_try_string (id);
 }
 
 static gboolean
@@ -974,12 +981,25 @@ announce (TsMergeableStore *self,
   gboolean row_l = have_listeners (self, LISTENER_ROW);
   gboolean table_l = have_listeners (self, LISTENER_TABLE);
   gboolean value_l = have_listeners (self, LISTENER_VALUE);
+  gboolean cell_s = signal_wanted (self, CELL_CHANGED);
+  gboolean row_s = signal_wanted (self, ROW_CHANGED);
+  gboolean table_s = signal_wanted (self, TABLE_CHANGED);
+  gboolean value_s = signal_wanted (self, VALUE_CHANGED);
+  gboolean tables_s = signal_wanted (self, TABLES_CHANGED);
+  gboolean values_s = signal_wanted (self, VALUES_CHANGED);
+  gboolean want_rows = row_s || row_l || table_s || table_l;
   const char *last_table = NULL, *last_row = NULL;
   g_autoptr(GPtrArray) rows = NULL;    /* (table, row) pairs, flattened */
   g_autoptr(GPtrArray) tables = NULL;
   g_autoptr(GHashTable) seen_rows = NULL;     /* RowKey set */
   g_autoptr(GHashTable) seen_tables = NULL;
-  GQuark detail;
+
+  /* Nobody listens to changes: announcing costs nothing per cell. */
+  if (!(cell_s || cell_l || value_s || value_l || want_rows || tables_s || values_s))
+    {
+      g_signal_emit (self, signals[TRANSACTION_FINISHED], 0);
+      return;
+    }
 
   for (guint i = 0; i < log->len; i++)
     {
@@ -992,18 +1012,20 @@ announce (TsMergeableStore *self,
       if (table_id == NULL)
         {
           any_value = TRUE;
-          if (signal_wanted (self, VALUE_CHANGED, cell_id, &detail))
-            g_signal_emit (self, signals[VALUE_CHANGED], detail, cell_id);
+          if (value_s)
+            g_signal_emit (self, signals[VALUE_CHANGED], detail_of (cell_id), cell_id);
           if (value_l)
             call_listeners (self, LISTENER_VALUE, NULL, NULL, cell_id);
           continue;
         }
 
       any_table = TRUE;
-      if (signal_wanted (self, CELL_CHANGED, table_id, &detail))
-        g_signal_emit (self, signals[CELL_CHANGED], detail, table_id, row_id, cell_id);
+      if (cell_s)
+        g_signal_emit (self, signals[CELL_CHANGED], detail_of (table_id), table_id, row_id, cell_id);
       if (cell_l)
         call_listeners (self, LISTENER_CELL, table_id, row_id, cell_id);
+      if (!want_rows)
+        continue;
 
       /* remember distinct rows and tables, in first-change order */
       if (last_table == NULL || strcmp (last_table, table_id) != 0 || strcmp (last_row, row_id) != 0)
@@ -1034,8 +1056,8 @@ announce (TsMergeableStore *self,
         {
           const char *table_id = rows->pdata[j], *row_id = rows->pdata[j + 1];
 
-          if (signal_wanted (self, ROW_CHANGED, table_id, &detail))
-            g_signal_emit (self, signals[ROW_CHANGED], detail, table_id, row_id);
+          if (row_s)
+            g_signal_emit (self, signals[ROW_CHANGED], detail_of (table_id), table_id, row_id);
           if (row_l)
             call_listeners (self, LISTENER_ROW, table_id, row_id, NULL);
           if (g_hash_table_add (seen_tables, (gpointer) table_id))
@@ -1043,15 +1065,16 @@ announce (TsMergeableStore *self,
         }
       for (guint k = 0; k < tables->len; k++)
         {
-          if (signal_wanted (self, TABLE_CHANGED, tables->pdata[k], &detail))
-            g_signal_emit (self, signals[TABLE_CHANGED], detail, tables->pdata[k]);
+          if (table_s)
+            g_signal_emit (self, signals[TABLE_CHANGED], detail_of (tables->pdata[k]),
+                           tables->pdata[k]);
           if (table_l)
             call_listeners (self, LISTENER_TABLE, tables->pdata[k], NULL, NULL);
         }
     }
-  if (any_table)
+  if (any_table && tables_s)
     g_signal_emit (self, signals[TABLES_CHANGED], 0);
-  if (any_value)
+  if (any_value && values_s)
     g_signal_emit (self, signals[VALUES_CHANGED], 0);
   g_signal_emit (self, signals[TRANSACTION_FINISHED], 0);
 }
@@ -1305,9 +1328,14 @@ apply_table (TsMergeableStore *self,
     {
       const TsJsonMember *m = &rows->u.members[i];
 
+      TsRow *row;
+
       if (m->value.len == 0)
         continue;   /* an empty row is dropped, then deleted below */
-      apply_row (self, doc, table, ts_table_row (table, m->key, m->key_len, TRUE), &m->value, TRUE);
+      row = ts_table_row (table, m->key, m->key_len, TRUE);
+      if (row->n_leaves == 0)
+        ts_row_reserve (row, m->value.len);
+      apply_row (self, doc, table, row, &m->value, TRUE);
     }
 
   live = ts_table_live_rows (table, &n);
@@ -1451,7 +1479,13 @@ set_row_common (TsMergeableStore  *self,
 
   ts_mergeable_store_start_transaction (self);
   table = ts_stamp_tree_table (&self->tree, table_id, strlen (table_id), TRUE);
-  apply_row (self, doc, table, ts_table_row (table, row_id, strlen (row_id), TRUE), root, replace);
+  {
+    TsRow *row = ts_table_row (table, row_id, strlen (row_id), TRUE);
+
+    if (row->n_leaves == 0)
+      ts_row_reserve (row, root->len);
+    apply_row (self, doc, table, row, root, replace);
+  }
   ts_mergeable_store_finish_transaction (self);
   return TRUE;
 }

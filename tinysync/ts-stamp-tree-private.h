@@ -74,6 +74,7 @@ enum {
   TS_LEAF_TOUCHED = 1 << 0, /* changed in the current transaction */
 };
 
+/* 40 bytes: one per cell and value, so it is packed. */
 typedef struct {
   TsAtom  *id;
   union {
@@ -82,10 +83,13 @@ typedef struct {
   } u;
   TsHlc    hlc;
   guint32  hash;
-  guint32  seq;         /* plain Store order while live */
-  guint8   kind;        /* TsValKind; UNDEFINED = not live */
-  guint8   flags;
+  guint32  seq   : 27;  /* plain Store order while live (wraps after 2^27
+                         * revivals in one row, harmlessly) */
+  guint32  kind  : 4;   /* TsValKind; UNDEFINED = not live */
+  guint32  flags : 1;
 } TsLeaf;
+
+G_STATIC_ASSERT (sizeof (TsLeaf) == 40);
 
 /* Open-addressing index from key to child position (+1; 0 = empty). */
 typedef struct {
@@ -196,6 +200,8 @@ TsTable  *ts_stamp_tree_table       (TsStampTree *tree, const char *id, gsize le
 TsRow    *ts_table_row              (TsTable *table, const char *id, gsize len, gboolean create);
 /* Position of the leaf for atom in row, or -1 (creates when create). */
 gssize    ts_row_leaf               (TsRow *row, TsAtom *atom, gboolean create);
+/* Makes room for n more leaves (exactly, when it has to grow). */
+void      ts_row_reserve            (TsRow *row, guint32 n);
 TsLeaf   *ts_row_find_leaf          (TsStampTree *tree, TsRow *row, const char *id, gsize len);
 
 static inline gboolean ts_leaf_live (const TsLeaf *l) { return l->kind != TS_VAL_UNDEFINED; }

@@ -14,7 +14,7 @@
 #include "ts-private.h"
 #include "ts-stamp-tree-private.h"
 
-#define SMALL 8      /* containers up to this size are searched linearly */
+#define SMALL 16     /* containers up to this size are searched linearly */
 #define MAX_POOL 1000
 
 static const char undefined_marker[] = "\xEF\xBF\xBC"; /* U+FFFC */
@@ -521,7 +521,8 @@ ts_row_leaf (TsRow    *row,
 
   if (row->n_leaves == row->cap)
     {
-      row->cap = row->cap == 0 ? 4 : row->cap * 2;
+      /* rows are small and many: grow gently, 4 slots at a time */
+      row->cap = row->cap < 16 ? row->cap + 4 : row->cap + row->cap / 2;
       row->leaves = g_renew (TsLeaf, row->leaves, row->cap);
     }
   leaf = &row->leaves[row->n_leaves++];
@@ -530,6 +531,16 @@ ts_row_leaf (TsRow    *row,
   if (!index_reserve (&row->index, row->n_leaves, leaf_hash_at, row->leaves))
     index_put (&row->index, atom->str_hash, row->n_leaves - 1);
   return row->n_leaves - 1;
+}
+
+void
+ts_row_reserve (TsRow   *row,
+                guint32  n)
+{
+  if (row->cap - row->n_leaves >= n)
+    return;
+  row->cap = row->n_leaves + n;
+  row->leaves = g_renew (TsLeaf, row->leaves, row->cap);
 }
 
 TsLeaf *
@@ -1744,6 +1755,8 @@ merge_leaves (TsStampTree      *tree,
   guint32 h = row->hash;
   TsHlc in_hlc;
 
+  if (row->n_leaves == 0)
+    ts_row_reserve (row, things->len);
   for (guint32 i = 0; i < things->len; i++)
     {
       const TsJsonMember *m = &things->u.members[i];
@@ -1885,6 +1898,8 @@ load_leaves (TsStampTree      *tree,
 {
   const TsJsonNode *things = &stamp->u.items[0];
 
+  if (row->n_leaves == 0)
+    ts_row_reserve (row, things->len);
   for (guint32 i = 0; i < things->len; i++)
     {
       const TsJsonMember *m = &things->u.members[i];
