@@ -58,11 +58,17 @@ const rssStart = rssMb(server.pid);
 
 const peers = [];
 let errors = 0;
+const errorKinds = new Map();
+const onError = (error) => {
+  errors++;
+  const kind = String(error?.message ?? error).replace(/:[^:]*$/, '');
+  errorKinds.set(kind, (errorKinds.get(kind) ?? 0) + 1);
+};
 for (let i = 0; i < clients; i++) {
   const room = `room${i % rooms}`;
   const store = createMergeableStore(`c${i}`);
   const ws = new WebSocket(`ws://127.0.0.1:${port}/${room}`);
-  const synchronizer = await createWsSynchronizer(store, ws, 5, undefined, undefined, () => errors++);
+  const synchronizer = await createWsSynchronizer(store, ws, 5, undefined, undefined, onError);
   peers.push({room, store, synchronizer});
   if (i % 100 === 99) {
     console.log(`${i + 1} clients connected, server RSS ${rssMb(server.pid).toFixed(1)} MB`);
@@ -124,7 +130,7 @@ console.log(`clients ${clients} in ${rooms} rooms, ${elapsed.toFixed(0)} s of wr
 console.log(`writes ${writes} (${(writes / elapsed).toFixed(0)}/s offered)`);
 console.log(`server RSS: start ${rssStart.toFixed(1)} MB, all connected ${rssConnected.toFixed(1)} MB, ` +
   `peak ${peakRss.toFixed(1)} MB, end ${rssEnd.toFixed(1)} MB`);
-console.log(`client-side ignored errors: ${errors}`);
+console.log(`client-side ignored errors: ${errors} ${JSON.stringify([...errorKinds])}`);
 console.log(`rooms that did not converge: ${diverged.length}${diverged.length ? ' (' + diverged.slice(0, 5).join(', ') + ')' : ''}`);
 console.log(`server exit code after SIGTERM: ${code}`);
 process.exit(diverged.length === 0 && code === 0 ? 0 : 1);
