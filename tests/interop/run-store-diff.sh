@@ -28,22 +28,10 @@ echo "# store-differential: seed $seed, $count scripts (rerun with TS_DIFF_SEED=
 # npm ci must not run twice at once (parallel meson test runs, several build
 # dirs): lock the package folder itself. The check is repeated under the lock;
 # .package-lock.json is written last by npm, so its presence means complete.
-installed() {
-  [ -f "$here/node_modules/tinybase/package.json" ] &&
-    [ -f "$here/node_modules/.package-lock.json" ] &&
-    ! [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]
-}
-if ! installed; then
-  if ! flock "$here" sh -c '
-      cd "$1"
-      [ -f node_modules/tinybase/package.json ] &&
-        [ -f node_modules/.package-lock.json ] &&
-        ! [ package-lock.json -nt node_modules/.package-lock.json ] &&
-        exit 0
-      "$2" ci --silent --no-audit --no-fund' sh "$here" "$npm" >&2; then
-    echo "1..0 # SKIP npm ci failed in $here (offline?)"
-    exit 0
-  fi
+. "$here/npm-modules.sh"
+if ! ts_ensure_node_modules "$here" "$npm"; then
+  echo "1..0 # SKIP npm ci failed in $here (offline?)"
+  exit 0
 fi
 
 mkdir -p "$out_dir"

@@ -14,22 +14,10 @@ relay=$3
 
 here=$(cd "$(dirname "$0")" && pwd)
 
-installed() {
-  [ -f "$here/node_modules/tinybase/package.json" ] &&
-    [ -f "$here/node_modules/.package-lock.json" ] &&
-    ! [ "$here/package-lock.json" -nt "$here/node_modules/.package-lock.json" ]
-}
-if ! installed; then
-  if ! flock "$here" sh -c '
-      cd "$1"
-      [ -f node_modules/tinybase/package.json ] &&
-        [ -f node_modules/.package-lock.json ] &&
-        ! [ package-lock.json -nt node_modules/.package-lock.json ] &&
-        exit 0
-      "$2" ci --silent --no-audit --no-fund' sh "$here" "$npm" >&2; then
-    echo "1..0 # SKIP npm ci failed in $here (offline?)"
-    exit 0
-  fi
+. "$here/npm-modules.sh"
+if ! ts_ensure_node_modules "$here" "$npm"; then
+  echo "1..0 # SKIP npm ci failed in $here (offline?)"
+  exit 0
 fi
 
 exec "$node" "$here/ws-server.mjs" "$relay"
