@@ -9,7 +9,7 @@ TS_APT_PACKAGES=(
   libglib2.0-dev libjson-glib-dev libsoup-3.0-dev libsqlite3-dev
   gobject-introspection libgirepository1.0-dev
   python3-gi gjs gir1.2-json-1.0 gir1.2-soup-3.0
-  valac glib-networking valgrind
+  valac glib-networking valgrind gi-docgen
   gir1.2-gtk-4.0 xvfb xauth imagemagick desktop-file-utils appstream
   nodejs npm
 )
