@@ -1184,10 +1184,12 @@ on_room_closed (GObject      *source,
 {
   RoomOp *op = data;
   TsWsServer *self = op->server;
+  g_autofree char *closing_id = NULL;
   g_autoptr(GPtrArray) waiters = NULL;
 
   ts_room_peer_stop_finish (TS_ROOM_PEER (source), result);
-  g_hash_table_steal_extended (self->closing, op->path_id, NULL, (gpointer *) &waiters);
+  g_hash_table_steal_extended (self->closing, op->path_id,
+                               (gpointer *) &closing_id, (gpointer *) &waiters);
   self->n_closing--;
   if (waiters != NULL)
     for (guint i = 0; i < waiters->len; i++)
