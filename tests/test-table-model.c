@@ -128,7 +128,8 @@ expected_rows (TsMergeableStore *store,
           r->str16 = to_utf16 (json, &r->str16_len);
         }
     }
-  qsort (rows, n, sizeof (XRow), cmp_xrow);
+  if (n > 0)  /* rows is NULL then: no qsort (NULL, …), UBSan */
+    qsort (rows, n, sizeof (XRow), cmp_xrow);
   for (guint i = 0; i < n; i++)
     {
       g_ptr_array_add (out, g_strdup (rows[i].id));
@@ -152,7 +153,8 @@ expected_table_ids (TsMergeableStore *store)
       rows[i].id = ids[i];
       rows[i].id16 = to_utf16 (ids[i], &rows[i].id16_len);
     }
-  qsort (rows, n, sizeof (XRow), cmp_xrow);
+  if (n > 0)  /* rows is NULL then: no qsort (NULL, …), UBSan */
+    qsort (rows, n, sizeof (XRow), cmp_xrow);
   for (guint i = 0; i < n; i++)
     {
       g_ptr_array_add (out, g_strdup (rows[i].id));
