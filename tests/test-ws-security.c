@@ -711,6 +711,7 @@ create_sync (TsMergeableStore *store,
              GError          **error)
 {
   Async async = { NULL };
+  g_autoptr(GObject) source = NULL;
   GObject *sync;
 
   g_async_initable_new_async (TS_TYPE_WS_SYNCHRONIZER, G_PRIORITY_DEFAULT, NULL,
@@ -721,8 +722,9 @@ create_sync (TsMergeableStore *store,
                               NULL);
   if (!wait_for (async_done, &async, 20000))
     g_error ("timed out connecting to %s", uri);
-  sync = g_async_initable_new_finish (G_ASYNC_INITABLE (g_async_result_get_source_object (async.result)),
-                                      async.result, error);
+  /* (transfer full) */
+  source = g_async_result_get_source_object (async.result);
+  sync = g_async_initable_new_finish (G_ASYNC_INITABLE (source), async.result, error);
   g_object_unref (async.result);
   return sync != NULL ? TS_WS_SYNCHRONIZER (sync) : NULL;
 }
