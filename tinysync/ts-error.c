@@ -9,6 +9,15 @@
 #include "ts-error.h"
 #include "ts-private.h"
 
+/**
+ * ts_error_quark:
+ *
+ * The quark of the %TS_ERROR error domain.
+ *
+ * Returns: the error domain
+ *
+ * Since: 1.0
+ */
 G_DEFINE_QUARK (ts-error-quark, ts_error)
 
 const char *

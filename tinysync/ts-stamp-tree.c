@@ -396,19 +396,102 @@ index_reserve (TsIndex *ix,
 
 /* ---- Atoms --------------------------------------------------------------- */
 
-static gboolean
-atom_match (gconstpointer ctx, guint32 pos, gconstpointer key, gsize len)
-{
-  const TsAtom *atom = ((TsAtom * const *) ctx)[pos];
+/* Atoms, rows and tables all live in growing arrays of pointers, found by
+ * their name: a length, a hash and the bytes, at offsets given here. */
+typedef struct {
+  gsize len_offset;     /* guint32 */
+  gsize hash_offset;    /* guint32 */
+  gsize str_offset;     /* char[] */
+} NameLayout;
 
-  return atom->len == len && memcmp (atom->str, key, len) == 0;
+static const NameLayout atom_layout = {
+  G_STRUCT_OFFSET (TsAtom, len), G_STRUCT_OFFSET (TsAtom, str_hash), G_STRUCT_OFFSET (TsAtom, str)
+};
+static const NameLayout row_layout = {
+  G_STRUCT_OFFSET (TsRow, id_len), G_STRUCT_OFFSET (TsRow, str_hash), G_STRUCT_OFFSET (TsRow, id)
+};
+static const NameLayout table_layout = {
+  G_STRUCT_OFFSET (TsTable, id_len), G_STRUCT_OFFSET (TsTable, str_hash), G_STRUCT_OFFSET (TsTable, id)
+};
+
+typedef struct {
+  gpointer const   *items;
+  const NameLayout *layout;
+} Named;
+
+static inline guint32
+named_u32 (gconstpointer item,
+           gsize         offset)
+{
+  return *(const guint32 *) ((const char *) item + offset);
+}
+
+static gboolean
+named_match (gconstpointer ctx, guint32 pos, gconstpointer key, gsize len)
+{
+  const Named *named = ctx;
+  const char *item = named->items[pos];
+
+  return named_u32 (item, named->layout->len_offset) == len &&
+         memcmp (item + named->layout->str_offset, key, len) == 0;
 }
 
 static guint32
-atom_hash_at (gconstpointer ctx, guint32 pos)
+named_hash_at (gconstpointer ctx, guint32 pos)
 {
-  return ((TsAtom * const *) ctx)[pos]->str_hash;
+  const Named *named = ctx;
+
+  return named_u32 (named->items[pos], named->layout->hash_offset);
 }
+
+/* The item of items[0..n) named id (hash h), or NULL */
+static gpointer
+named_find (gpointer const   *items,
+            guint32           n,
+            const TsIndex    *index,
+            const NameLayout *layout,
+            guint32           h,
+            const char       *id,
+            gsize             len)
+{
+  Named named = { items, layout };
+
+  if (index->slots != NULL)
+    {
+      gssize pos = index_find (index, h, named_match, &named, id, len);
+      return pos >= 0 ? items[pos] : NULL;
+    }
+  for (guint32 i = 0; i < n; i++)
+    if (named_u32 (items[i], layout->hash_offset) == h && named_match (&named, i, id, len))
+      return items[i];
+  return NULL;
+}
+
+/* Appends item to a growing array (first capacity min_cap) and its index */
+static void
+named_append (gpointer         **items,
+              guint32           *n,
+              guint32           *cap,
+              TsIndex           *index,
+              const NameLayout  *layout,
+              gpointer           item,
+              guint32            min_cap)
+{
+  Named named;
+
+  if (*n == *cap)
+    {
+      *cap = *cap == 0 ? min_cap : *cap * 2;
+      *items = g_renew (gpointer, *items, *cap);
+    }
+  (*items)[(*n)++] = item;
+  named.items = *items;
+  named.layout = layout;
+  if (!index_reserve (index, *n, named_hash_at, &named))
+    index_put (index, named_u32 (item, layout->hash_offset), *n - 1);
+}
+
+/* ---- Atoms --------------------------------------------------------------- */
 
 TsAtom *
 ts_stamp_tree_atom (TsStampTree *tree,
@@ -417,23 +500,11 @@ ts_stamp_tree_atom (TsStampTree *tree,
                     gboolean     create)
 {
   guint32 h = ts_hash_bytes (id, len);
-  TsAtom *atom;
+  TsAtom *atom = named_find ((gpointer *) tree->atoms, tree->n_atoms, &tree->atoms_index,
+                             &atom_layout, h, id, len);
 
-  if (tree->atoms_index.slots != NULL)
-    {
-      gssize pos = index_find (&tree->atoms_index, h, atom_match, tree->atoms, id, len);
-      if (pos >= 0)
-        return tree->atoms[pos];
-    }
-  else
-    {
-      for (guint32 i = 0; i < tree->n_atoms; i++)
-        if (tree->atoms[i]->str_hash == h && atom_match (tree->atoms, i, id, len))
-          return tree->atoms[i];
-    }
-
-  if (!create)
-    return NULL;
+  if (atom != NULL || !create)
+    return atom;
 
   atom = g_malloc (sizeof (TsAtom) + len + 1);
   atom->len = len;
@@ -442,15 +513,8 @@ ts_stamp_tree_atom (TsStampTree *tree,
   atom->str[len] = 0;
   atom->prefix = id_prefix (id, len);
   atom->zero_term = fold (atom->prefix, 0);
-
-  if (tree->n_atoms == tree->atoms_cap)
-    {
-      tree->atoms_cap = MAX (16, tree->atoms_cap * 2);
-      tree->atoms = g_renew (TsAtom *, tree->atoms, tree->atoms_cap);
-    }
-  tree->atoms[tree->n_atoms++] = atom;
-  if (!index_reserve (&tree->atoms_index, tree->n_atoms, atom_hash_at, tree->atoms))
-    index_put (&tree->atoms_index, h, tree->n_atoms - 1);
+  named_append ((gpointer **) &tree->atoms, &tree->n_atoms, &tree->atoms_cap,
+                &tree->atoms_index, &atom_layout, atom, 16);
   return atom;
 }
 
@@ -560,20 +624,6 @@ ts_row_find_leaf (TsStampTree *tree,
 
 /* ---- Tables -------------------------------------------------------------- */
 
-static gboolean
-row_match (gconstpointer ctx, guint32 pos, gconstpointer key, gsize len)
-{
-  const TsRow *row = ((TsRow * const *) ctx)[pos];
-
-  return row->id_len == len && memcmp (row->id, key, len) == 0;
-}
-
-static guint32
-row_hash_at (gconstpointer ctx, guint32 pos)
-{
-  return ((TsRow * const *) ctx)[pos]->str_hash;
-}
-
 TsRow *
 ts_table_row (TsTable    *table,
               const char *id,
@@ -581,33 +631,15 @@ ts_table_row (TsTable    *table,
               gboolean    create)
 {
   guint32 h = ts_hash_bytes (id, len);
-  TsRow *row;
+  TsRow *row = named_find ((gpointer *) table->rows, table->n_rows, &table->index,
+                           &row_layout, h, id, len);
 
-  if (table->index.slots != NULL)
-    {
-      gssize pos = index_find (&table->index, h, row_match, table->rows, id, len);
-      if (pos >= 0)
-        return table->rows[pos];
-    }
-  else
-    {
-      for (guint32 i = 0; i < table->n_rows; i++)
-        if (table->rows[i]->str_hash == h && row_match (table->rows, i, id, len))
-          return table->rows[i];
-    }
-
-  if (!create)
-    return NULL;
+  if (row != NULL || !create)
+    return row;
 
   row = row_new (id, len, h);
-  if (table->n_rows == table->cap)
-    {
-      table->cap = table->cap == 0 ? 4 : table->cap * 2;
-      table->rows = g_renew (TsRow *, table->rows, table->cap);
-    }
-  table->rows[table->n_rows++] = row;
-  if (!index_reserve (&table->index, table->n_rows, row_hash_at, table->rows))
-    index_put (&table->index, h, table->n_rows - 1);
+  named_append ((gpointer **) &table->rows, &table->n_rows, &table->cap, &table->index,
+                &row_layout, row, 4);
   return row;
 }
 
@@ -631,20 +663,6 @@ table_free (TsTable *table)
   g_free (table);
 }
 
-static gboolean
-table_match (gconstpointer ctx, guint32 pos, gconstpointer key, gsize len)
-{
-  const TsTable *table = ((TsTable * const *) ctx)[pos];
-
-  return table->id_len == len && memcmp (table->id, key, len) == 0;
-}
-
-static guint32
-table_hash_at (gconstpointer ctx, guint32 pos)
-{
-  return ((TsTable * const *) ctx)[pos]->str_hash;
-}
-
 TsTable *
 ts_stamp_tree_table (TsStampTree *tree,
                      const char  *id,
@@ -652,37 +670,19 @@ ts_stamp_tree_table (TsStampTree *tree,
                      gboolean     create)
 {
   guint32 h = ts_hash_bytes (id, len);
-  TsTable *table;
+  TsTable *table = named_find ((gpointer *) tree->tables, tree->n_tables, &tree->tables_index,
+                               &table_layout, h, id, len);
 
-  if (tree->tables_index.slots != NULL)
-    {
-      gssize pos = index_find (&tree->tables_index, h, table_match, tree->tables, id, len);
-      if (pos >= 0)
-        return tree->tables[pos];
-    }
-  else
-    {
-      for (guint32 i = 0; i < tree->n_tables; i++)
-        if (tree->tables[i]->str_hash == h && table_match (tree->tables, i, id, len))
-          return tree->tables[i];
-    }
-
-  if (!create)
-    return NULL;
+  if (table != NULL || !create)
+    return table;
 
   table = g_malloc0 (sizeof (TsTable) + len + 1);
   memcpy (table->id, id, len);
   table->id_len = len;
   table->str_hash = h;
   table->prefix = id_prefix (id, len);
-  if (tree->n_tables == tree->tables_cap)
-    {
-      tree->tables_cap = tree->tables_cap == 0 ? 4 : tree->tables_cap * 2;
-      tree->tables = g_renew (TsTable *, tree->tables, tree->tables_cap);
-    }
-  tree->tables[tree->n_tables++] = table;
-  if (!index_reserve (&tree->tables_index, tree->n_tables, table_hash_at, tree->tables))
-    index_put (&tree->tables_index, h, tree->n_tables - 1);
+  named_append ((gpointer **) &tree->tables, &tree->n_tables, &tree->tables_cap,
+                &tree->tables_index, &table_layout, table, 4);
   return table;
 }
 

@@ -622,16 +622,24 @@ on_cell_diff (TsSynchronizer   *self,
   pull_values (pull);
 }
 
+typedef gboolean (*HashesWriter) (TsStampTree *tree, TsJsonDoc *doc, const TsJsonNode *other,
+                                  GString *out, GError **error);
+
+/* The answers to GetTableDiff and GetRowDiff are [newStamps,
+ * differingHashes] (hash trees of the given depth): keep the new stamps and
+ * ask for the next level of what still differs. */
 static void
-on_row_diff (TsSynchronizer   *self,
-             const char       *from,
-             TsJsonDoc        *doc,
-             const TsJsonNode *body,
-             GError           *error,
-             gpointer          data)
+pull_descend (Pull             *pull,
+              TsJsonDoc        *doc,
+              const TsJsonNode *body,
+              GError           *error,
+              guint             depth,
+              const char       *what,
+              HashesWriter      next_hashes,
+              int               next_message,
+              RequestDone       next_done)
 {
-  Pull *pull = data;
-  TsSynchronizerPrivate *priv = ts_synchronizer_get_instance_private (self);
+  TsSynchronizerPrivate *priv = ts_synchronizer_get_instance_private (pull->self);
   const TsJsonNode *differing;
   GString *out = priv->scratch;
 
@@ -643,9 +651,9 @@ on_row_diff (TsSynchronizer   *self,
   g_ptr_array_add (pull->docs, doc);
   if (body->type != TS_JSON_ARRAY || body->len != 2 ||
       !ts_protocol_is_stamp (&body->u.items[0], 3) ||
-      !ts_protocol_is_hash_tree (&body->u.items[1], 1))
+      !ts_protocol_is_hash_tree (&body->u.items[1], depth))
     {
-      pull_fail_shape (pull, "GetRowDiff");
+      pull_fail_shape (pull, what);
       return;
     }
   g_ptr_array_add (pull->tables_parts, (gpointer) &body->u.items[0]);
@@ -656,9 +664,21 @@ on_row_diff (TsSynchronizer   *self,
       return;
     }
   g_string_truncate (out, 0);
-  ts_stamp_tree_write_cell_hashes (tree_of (priv), doc, differing, out, NULL);
-  request (self, pull->other, TS_MESSAGE_GET_CELL_DIFF, out->str, out->len, pull->tx,
-           on_cell_diff, pull);
+  next_hashes (tree_of (priv), doc, differing, out, NULL);
+  request (pull->self, pull->other, next_message, out->str, out->len, pull->tx,
+           next_done, pull);
+}
+
+static void
+on_row_diff (TsSynchronizer   *self,
+             const char       *from,
+             TsJsonDoc        *doc,
+             const TsJsonNode *body,
+             GError           *error,
+             gpointer          data)
+{
+  pull_descend (data, doc, body, error, 1, "GetRowDiff",
+                ts_stamp_tree_write_cell_hashes, TS_MESSAGE_GET_CELL_DIFF, on_cell_diff);
 }
 
 static void
@@ -669,35 +689,8 @@ on_table_diff (TsSynchronizer   *self,
                GError           *error,
                gpointer          data)
 {
-  Pull *pull = data;
-  TsSynchronizerPrivate *priv = ts_synchronizer_get_instance_private (self);
-  const TsJsonNode *differing;
-  GString *out = priv->scratch;
-
-  if (error != NULL)
-    {
-      pull_finish (pull, error);
-      return;
-    }
-  g_ptr_array_add (pull->docs, doc);
-  if (body->type != TS_JSON_ARRAY || body->len != 2 ||
-      !ts_protocol_is_stamp (&body->u.items[0], 3) ||
-      !ts_protocol_is_hash_tree (&body->u.items[1], 0))
-    {
-      pull_fail_shape (pull, "GetTableDiff");
-      return;
-    }
-  g_ptr_array_add (pull->tables_parts, (gpointer) &body->u.items[0]);
-  differing = &body->u.items[1];
-  if (hash_tree_empty (differing))
-    {
-      pull_values (pull);
-      return;
-    }
-  g_string_truncate (out, 0);
-  ts_stamp_tree_write_row_hashes (tree_of (priv), doc, differing, out, NULL);
-  request (self, pull->other, TS_MESSAGE_GET_ROW_DIFF, out->str, out->len, pull->tx,
-           on_row_diff, pull);
+  pull_descend (data, doc, body, error, 0, "GetTableDiff",
+                ts_stamp_tree_write_row_hashes, TS_MESSAGE_GET_ROW_DIFF, on_row_diff);
 }
 
 static void
