@@ -16,6 +16,7 @@
 #include "ts-sqlite-persister.h"
 #include "ts-ws-io-private.h"
 #include "ts-ws-server.h"
+#include "ts-ws-server-private.h"
 
 /**
  * TsWsServer:
@@ -2323,6 +2324,41 @@ ts_ws_server_get_stats (TsWsServer *self,
     *paths = self->room_order->len;
   if (clients != NULL)
     *clients = n;
+}
+
+void
+ts_ws_server_get_usage (TsWsServer      *self,
+                        TsWsServerUsage *usage)
+{
+  g_return_if_fail (TS_IS_WS_SERVER (self));
+  g_return_if_fail (usage != NULL);
+
+  memset (usage, 0, sizeof *usage);
+  for (guint i = 0; i < self->clients->len; i++)
+    {
+      Client *client = g_ptr_array_index (self->clients, i);
+      guint64 written;
+
+      if (client->server == NULL)
+        continue;
+      usage->clients++;
+      usage->members += client->channels != NULL ? g_hash_table_size (client->channels)
+                                                 : client->legacy != NULL ? 1 : 0;
+      if (client->budget != NULL)
+        {
+          usage->fragment_buffers += ts_payload_budget_get_n_buffers (client->budget);
+          usage->fragment_bytes += ts_payload_budget_get_retained (client->budget);
+        }
+      written = client->io != NULL ? ts_ws_io_stream_get_data_bytes_written (client->io) : 0;
+      usage->queued_bytes += client->queued > written ? client->queued - written : 0;
+    }
+  for (guint i = 0; i < self->room_order->len; i++)
+    {
+      Room *room = g_ptr_array_index (self->room_order, i);
+
+      usage->buffered_payloads += room->buffered.length;
+      usage->buffered_bytes += room->buffered_bytes;
+    }
 }
 
 /**
