@@ -17,8 +17,9 @@
  * (x --factor from --start deliveries/s, --step seconds each, after one
  * warm-up step); between steps the sending stops until every expected
  * delivery has arrived. A step passes when every delivery arrived and the
- * 99th percentile latency is at most --max-p99 ms. The run stops at the
- * first failing step (or --budget seconds) and prints on stdout
+ * 99th percentile latency is at most --max-p99 ms; a failing step is run
+ * --retries more times (default once). The run stops at the first step
+ * that keeps failing (or after --budget seconds) and prints on stdout
  *
  *     RESULT <deliveries/s of the best passing step>
  *     RESULT_P99 <its p99 in ms>
@@ -30,7 +31,8 @@
  *
  * Usage:
  *     fanout-bench --rooms R --clients C [--start N] [--factor F]
- *                  [--step S] [--max-p99 MS] [--budget S] [--no-pin]
+ *                  [--step S] [--max-p99 MS] [--budget S] [--retries N]
+ *                  [--no-pin]
  *                  (--relay | -- SERVER-COMMAND...)
  *
  * The server command must print "PORT <n>" or tinysync-server's
@@ -73,6 +75,7 @@ static double opt_factor = 1.25;
 static double opt_step = 2.0;
 static double opt_max_p99 = 5.0;
 static double opt_budget = 80.0;
+static int opt_retries = 1;
 static gboolean opt_no_pin = FALSE;
 static gboolean opt_relay = FALSE;
 static gboolean opt_serve_relay = FALSE;
@@ -782,6 +785,7 @@ static const GOptionEntry entries[] = {
   { "step", 0, 0, G_OPTION_ARG_DOUBLE, &opt_step, "Seconds per step (default 2)", "S" },
   { "max-p99", 0, 0, G_OPTION_ARG_DOUBLE, &opt_max_p99, "Highest passing p99 latency in ms (default 5)", "MS" },
   { "budget", 0, 0, G_OPTION_ARG_DOUBLE, &opt_budget, "Stop stepping after this many seconds (default 80)", "S" },
+  { "retries", 0, 0, G_OPTION_ARG_INT, &opt_retries, "Runs of a failing step before stopping, after the first (default 1)", "N" },
   { "no-pin", 0, 0, G_OPTION_ARG_NONE, &opt_no_pin, "Do not pin the server and this process to CPUs", NULL },
   { "relay", 0, 0, G_OPTION_ARG_NONE, &opt_relay, "Run against the trivial built-in relay", NULL },
   { "serve-relay", 0, G_OPTION_FLAG_HIDDEN, G_OPTION_ARG_NONE, &opt_serve_relay, NULL, NULL },
@@ -812,10 +816,11 @@ main (int argc, char **argv)
     }
   if (opt_serve_relay)
     return serve_relay ();
-  if (opt_rooms < 1 || opt_clients < 2 || opt_start <= 0 || opt_factor <= 1 || opt_step <= 0)
+  if (opt_rooms < 1 || opt_clients < 2 || opt_start <= 0 || opt_factor <= 1 || opt_step <= 0 ||
+      opt_retries < 0)
     {
       g_printerr ("fanout-bench: need --rooms >= 1, --clients >= 2, --start > 0, "
-                  "--factor > 1, --step > 0\n");
+                  "--factor > 1, --step > 0, --retries >= 0\n");
       return 2;
     }
   if (opt_relay)
@@ -888,16 +893,23 @@ main (int argc, char **argv)
   begin = now_us ();
   for (rate = opt_start; ; rate *= opt_factor)
     {
-      Step s = run_step (rate, opt_step, writers, n_writers, per_change);
-      gboolean pass = s.complete && s.p99_ms <= opt_max_p99;
+      Step s = { 0 };
+      gboolean pass = FALSE;
 
-      g_printerr ("INFO step offered %.0f deliveries/s: delivered %.0f/s, p50 %.3f ms, "
-                  "p99 %.3f ms, max %.3f ms%s -> %s\n",
-                  s.offered, s.delivered, s.p50_ms, s.p99_ms, s.max_ms,
-                  s.complete ? "" : ", not all delivered within 2 s",
-                  pass ? "pass" : "FAIL");
-      if (rate == opt_start)
-        first = s;
+      /* a failing step runs once more: on a shared machine one preemption
+       * of a few ms is enough to break a p99 */
+      for (int attempt = 0; attempt <= opt_retries && !pass; attempt++)
+        {
+          s = run_step (rate, opt_step, writers, n_writers, per_change);
+          pass = s.complete && s.p99_ms <= opt_max_p99;
+          g_printerr ("INFO step offered %.0f deliveries/s: delivered %.0f/s, p50 %.3f ms, "
+                      "p99 %.3f ms, max %.3f ms%s -> %s\n",
+                      s.offered, s.delivered, s.p50_ms, s.p99_ms, s.max_ms,
+                      s.complete ? "" : ", not all delivered within 2 s",
+                      pass ? "pass" : attempt < opt_retries ? "FAIL, once more" : "FAIL");
+          if (rate == opt_start && attempt == 0)
+            first = s;
+        }
       if (!pass)
         break;
       best = s;
