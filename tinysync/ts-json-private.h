@@ -87,6 +87,34 @@ gboolean          ts_json_is_array_index (const char *key,
                                           gsize       len,
                                           guint32    *index);
 
+/* ---- Lexing, for specialised parsers ----------------------------------
+ *
+ * The scanners of ts_json_parse, for parsers of one known document shape
+ * that must accept and decode exactly what ts_json_parse does. */
+
+/* p is at a '"' before end. Returns the position of the closing quote, or
+ * NULL if ts_json_parse would reject the string (unterminated, a control
+ * character, invalid UTF-8, a non-ASCII byte after a backslash). Sets
+ * *has_escape when the raw bytes hold a backslash: then decode them with
+ * ts_json_decode_escapes. */
+const char       *ts_json_scan_string    (const char  *p,
+                                          const char  *end,
+                                          gboolean    *has_escape);
+
+/* Decodes the escapes of the raw bytes of a scanned string into out (at
+ * least raw_len bytes). Returns the decoded length, or -1 for an escape
+ * ts_json_parse rejects. */
+gssize            ts_json_decode_escapes (const char  *raw,
+                                          gsize        raw_len,
+                                          char        *out);
+
+/* p is at a '-' or a digit before end. Returns the position after the
+ * number, or NULL if ts_json_parse would reject it; *out as ts_json_parse
+ * gives it (possibly infinite). */
+const char       *ts_json_scan_number    (const char  *p,
+                                          const char  *end,
+                                          double      *out);
+
 /* ---- Writing: exactly JavaScript's JSON.stringify ---------------------- */
 
 /* Appends Number::toString(x) for a finite x: shortest round-trip digits,

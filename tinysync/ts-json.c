@@ -673,12 +673,12 @@ put_utf8 (char    *o,
 
 /* Decodes the escapes of raw[0..raw_len) (known to contain no '"' ending the
  * string, no control character and only valid UTF-8) into out. Returns the
- * decoded length or -1 (error set). */
-static gssize
-decode_escapes (Parser     *ps,
-                const char *raw,
-                gsize       raw_len,
-                char       *out)
+ * decoded length or -1 with *bad_at at the bad escape. */
+static inline gssize
+decode_escapes_core (const char  *raw,
+                     gsize        raw_len,
+                     char        *out,
+                     const char **bad_at)
 {
   const char *p = raw;
   const char *end = raw + raw_len;
@@ -729,7 +729,7 @@ decode_escapes (Parser     *ps,
         case 'u':
           if (end - p < 5 || (cp = read_hex4 (p + 1)) < 0)
             {
-              parse_fail (ps, bs, ERR_BAD_ESCAPE);
+              *bad_at = bs;
               return -1;
             }
           p += 5;
@@ -746,7 +746,7 @@ decode_escapes (Parser     *ps,
           o = put_utf8 (o, (guint32) cp);
           break;
         default:
-          parse_fail (ps, bs, ERR_BAD_ESCAPE);
+          *bad_at = bs;
           return -1;
         }
     }
@@ -754,19 +754,42 @@ decode_escapes (Parser     *ps,
   return o - out;
 }
 
-/* ps->p is at the opening quote. */
-static gboolean
-parse_string (Parser      *ps,
-              const char **out_str,
-              guint32     *out_len)
+static gssize
+decode_escapes (Parser     *ps,
+                const char *raw,
+                gsize       raw_len,
+                char       *out)
 {
-  const char *s = ps->p + 1;
-  const char *p = s;
-  const char *end = ps->end;
-  gboolean has_escape = FALSE;
-  gsize raw_len;
-  char *dst;
+  const char *bad_at = NULL;
+  gssize n = decode_escapes_core (raw, raw_len, out, &bad_at);
 
+  if (n < 0)
+    parse_fail (ps, bad_at, ERR_BAD_ESCAPE);
+  return n;
+}
+
+gssize
+ts_json_decode_escapes (const char *raw,
+                        gsize       raw_len,
+                        char       *out)
+{
+  const char *bad_at;
+
+  return decode_escapes_core (raw, raw_len, out, &bad_at);
+}
+
+/* Scans the string whose opening quote is at q: returns the position of
+ * the closing quote, or NULL with *err_at and *err set. */
+static inline const char *
+scan_string (const char  *q,
+             const char  *end,
+             gboolean    *has_escape,
+             const char **err_at,
+             ParseErr    *err)
+{
+  const char *p = q + 1;
+
+  *has_escape = FALSE;
   for (;;)
     {
       guint8 c;
@@ -784,33 +807,87 @@ parse_string (Parser      *ps,
       while (p < end && !string_special[(guint8) *p])
         p++;
       if (G_UNLIKELY (p >= end))
-        return parse_fail (ps, ps->p, ERR_UNTERMINATED_STRING);
+        {
+          *err_at = q;
+          *err = ERR_UNTERMINATED_STRING;
+          return NULL;
+        }
 
       c = (guint8) *p;
       if (c == '"')
         break;
       if (c == '\\')
         {
-          has_escape = TRUE;
+          *has_escape = TRUE;
           if (end - p < 2)
-            return parse_fail (ps, ps->p, ERR_UNTERMINATED_STRING);
+            {
+              *err_at = q;
+              *err = ERR_UNTERMINATED_STRING;
+              return NULL;
+            }
           if ((guint8) p[1] < 0x20)
-            return parse_fail (ps, p + 1, ERR_CONTROL_CHAR);
+            {
+              *err_at = p + 1;
+              *err = ERR_CONTROL_CHAR;
+              return NULL;
+            }
           if ((guint8) p[1] >= 0x80)
-            return parse_fail (ps, p, ERR_BAD_ESCAPE);
+            {
+              *err_at = p;
+              *err = ERR_BAD_ESCAPE;
+              return NULL;
+            }
           p += 2;
         }
       else if (c < 0x20)
-        return parse_fail (ps, p, ERR_CONTROL_CHAR);
+        {
+          *err_at = p;
+          *err = ERR_CONTROL_CHAR;
+          return NULL;
+        }
       else
         {
           gsize n = utf8_seq_len ((const guint8 *) p, (const guint8 *) end);
 
           if (n == 0)
-            return parse_fail (ps, p, ERR_BAD_UTF8);
+            {
+              *err_at = p;
+              *err = ERR_BAD_UTF8;
+              return NULL;
+            }
           p += n;
         }
     }
+  return p;
+}
+
+const char *
+ts_json_scan_string (const char  *p,
+                     const char  *end,
+                     gboolean    *has_escape)
+{
+  const char *err_at;
+  ParseErr err;
+
+  return scan_string (p, end, has_escape, &err_at, &err);
+}
+
+/* ps->p is at the opening quote. */
+static gboolean
+parse_string (Parser      *ps,
+              const char **out_str,
+              guint32     *out_len)
+{
+  const char *s = ps->p + 1;
+  const char *p, *err_at;
+  ParseErr err;
+  gboolean has_escape;
+  gsize raw_len;
+  char *dst;
+
+  p = scan_string (ps->p, ps->end, &has_escape, &err_at, &err);
+  if (G_UNLIKELY (p == NULL))
+    return parse_fail (ps, err_at, err);
 
   raw_len = (gsize) (p - s);
   if (G_UNLIKELY (raw_len >= G_MAXUINT32))
@@ -857,13 +934,16 @@ is_digit (char c)
   return c >= '0' && c <= '9';
 }
 
-static gboolean
-parse_number (Parser *ps,
-              double *out)
+/* Scans the number starting at start: returns the position after it, or
+ * NULL with *err_at and *err set. */
+static inline const char *
+scan_number (const char  *start,
+             const char  *end,
+             double      *out,
+             const char **err_at,
+             ParseErr    *err)
 {
-  const char *start = ps->p;
   const char *p = start;
-  const char *end = ps->end;
   gboolean neg = FALSE;
   guint64 mant = 0;
   int sig_digits = 0;       /* significant digits accumulated in mant */
@@ -878,13 +958,21 @@ parse_number (Parser *ps,
       p++;
     }
   if (p >= end)
-    return parse_fail (ps, p, ERR_UNEXPECTED_END);
+    {
+      *err_at = p;
+      *err = ERR_UNEXPECTED_END;
+      return NULL;
+    }
 
   if (*p == '0')
     {
       p++;
       if (p < end && is_digit (*p))
-        return parse_fail (ps, p - 1, ERR_LEADING_ZERO);
+        {
+          *err_at = p - 1;
+          *err = ERR_LEADING_ZERO;
+          return NULL;
+        }
     }
   else if (*p >= '1' && *p <= '9')
     {
@@ -901,14 +989,22 @@ parse_number (Parser *ps,
         }
     }
   else
-    return parse_fail (ps, p, ERR_BAD_NUMBER);
+    {
+      *err_at = p;
+      *err = ERR_BAD_NUMBER;
+      return NULL;
+    }
 
   if (p < end && *p == '.')
     {
       has_frac = TRUE;
       p++;
       if (p >= end || !is_digit (*p))
-        return parse_fail (ps, p, ERR_BAD_NUMBER);
+        {
+          *err_at = p;
+          *err = ERR_BAD_NUMBER;
+          return NULL;
+        }
       while (p < end && is_digit (*p))
         {
           if (sig_digits < 19)
@@ -938,7 +1034,11 @@ parse_number (Parser *ps,
           p++;
         }
       if (p >= end || !is_digit (*p))
-        return parse_fail (ps, p, ERR_BAD_NUMBER);
+        {
+          *err_at = p;
+          *err = ERR_BAD_NUMBER;
+          return NULL;
+        }
       while (p < end && is_digit (*p))
         {
           if (exp_val < 100000)
@@ -949,8 +1049,6 @@ parse_number (Parser *ps,
         exp_val = -exp_val;
     }
 
-  ps->p = p;
-
   if (!truncated && sig_digits <= 15)
     {
       if (!has_frac && !has_exp)
@@ -959,7 +1057,7 @@ parse_number (Parser *ps,
           double v = (double) mant;
 
           *out = neg ? -v : v;
-          return TRUE;
+          return p;
         }
 #if HAVE_EXACT_DOUBLE_ARITHMETIC
       else
@@ -969,7 +1067,7 @@ parse_number (Parser *ps,
           if (mant == 0)
             {
               *out = neg ? -0.0 : 0.0;
-              return TRUE;
+              return p;
             }
           if (e10 >= -22 && e10 <= 22)
             {
@@ -979,7 +1077,7 @@ parse_number (Parser *ps,
 
               v = e10 >= 0 ? v * exact_pow10[e10] : v / exact_pow10[-e10];
               *out = neg ? -v : v;
-              return TRUE;
+              return p;
             }
         }
 #endif
@@ -997,6 +1095,31 @@ parse_number (Parser *ps,
     if (buf != small)
       g_free (buf);
   }
+  return p;
+}
+
+const char *
+ts_json_scan_number (const char *p,
+                     const char *end,
+                     double     *out)
+{
+  const char *err_at;
+  ParseErr err;
+
+  return scan_number (p, end, out, &err_at, &err);
+}
+
+static gboolean
+parse_number (Parser *ps,
+              double *out)
+{
+  const char *err_at;
+  ParseErr err;
+  const char *p = scan_number (ps->p, ps->end, out, &err_at, &err);
+
+  if (G_UNLIKELY (p == NULL))
+    return parse_fail (ps, err_at, err);
+  ps->p = p;
   return TRUE;
 }
 

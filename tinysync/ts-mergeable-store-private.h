@@ -13,6 +13,12 @@ TsStampTree *_ts_mergeable_store_get_tree                 (TsMergeableStore  *se
 gboolean     _ts_mergeable_store_set_content_node         (TsMergeableStore  *self,
                                                            const TsJsonNode  *root,
                                                            GError           **error);
+/* ts_mergeable_store_set_mergeable_content_json, through the JSON tree
+ * only (fast FALSE) or first straight from the text (TRUE, as public) */
+gboolean     _ts_mergeable_store_set_content_text         (TsMergeableStore  *self,
+                                                           const char        *json,
+                                                           gboolean           fast,
+                                                           GError           **error);
 gboolean     _ts_mergeable_store_apply_changes_node       (TsMergeableStore  *self,
                                                            const TsJsonNode  *root,
                                                            GError           **error);

@@ -1079,6 +1079,20 @@ announce (TsMergeableStore *self,
   g_signal_emit (self, signals[TRANSACTION_FINISHED], 0);
 }
 
+/* Whether a listener or a signal handler could see a finished
+ * transaction's log (transaction-finished handlers can read it) */
+static gboolean
+anyone_observes (TsMergeableStore *self)
+{
+  for (guint i = 0; i < self->listeners->len; i++)
+    if (((Listener *) self->listeners->pdata[i])->func != NULL)
+      return TRUE;
+  for (guint s = 0; s < N_SIGNALS; s++)
+    if (signal_wanted (self, s))
+      return TRUE;
+  return FALSE;
+}
+
 static void
 compact_listeners (TsMergeableStore *self)
 {
@@ -1116,6 +1130,14 @@ ts_mergeable_store_finish_transaction (TsMergeableStore *self)
   log = ts_stamp_tree_end (&self->tree);
   if (log == NULL)
     return;
+  /* loaded content lists its cells only for those who can see the log */
+  if (self->tree.log_deferred)
+    {
+      if (anyone_observes (self))
+        ts_stamp_tree_expand_log (&self->tree, log);
+      else
+        self->tree.log_deferred = FALSE;
+    }
 
   g_object_ref (self);
   ts_stamp_tree_hold (&self->tree);
@@ -2914,22 +2936,48 @@ ts_mergeable_store_set_mergeable_content_json (TsMergeableStore  *self,
                                                const char        *json,
                                                GError           **error)
 {
-  g_autoptr(TsJsonDoc) doc = NULL;
-  const TsJsonNode *root;
-
   g_return_val_if_fail (TS_IS_MERGEABLE_STORE (self), FALSE);
   g_return_val_if_fail (error == NULL || *error == NULL, FALSE);
 
-  if ((doc = parse_json (json, &root, error)) == NULL)
-    return FALSE;
-  return _ts_mergeable_store_set_content_node (self, root, error);
+  return _ts_mergeable_store_set_content_text (self, json, TRUE, error);
 }
 
 /* Closes a transaction that changed nothing without announcing it */
 static void
 abort_transaction (TsMergeableStore *self)
 {
-  ts_stamp_tree_free_log (ts_stamp_tree_end (&self->tree));
+  GArray *log = ts_stamp_tree_end (&self->tree);
+
+  if (log != NULL)
+    self->tree.log_deferred = FALSE;
+  ts_stamp_tree_free_log (log);
+}
+
+gboolean
+_ts_mergeable_store_set_content_text (TsMergeableStore  *self,
+                                      const char        *json,
+                                      gboolean           fast,
+                                      GError           **error)
+{
+  g_autoptr(TsJsonDoc) doc = NULL;
+  const TsJsonNode *root;
+
+  /* Straight from the text when it can; it declines, changing nothing,
+   * whatever the generic path has to judge. */
+  if (fast && json != NULL)
+    {
+      ts_mergeable_store_start_transaction (self);
+      if (ts_stamp_tree_set_content_text (&self->tree, json, strlen (json)))
+        {
+          ts_mergeable_store_finish_transaction (self);
+          return TRUE;
+        }
+      abort_transaction (self);
+    }
+
+  if ((doc = parse_json (json, &root, error)) == NULL)
+    return FALSE;
+  return _ts_mergeable_store_set_content_node (self, root, error);
 }
 
 gboolean
@@ -3038,6 +3086,9 @@ _ts_mergeable_store_write_transaction_changes (TsMergeableStore *self,
 {
   GArray *log = self->tree.txn_depth > 0 ? self->tree.changes : self->finished_log;
   g_autoptr(GArray) empty = NULL;
+
+  if (self->tree.txn_depth > 0)
+    ts_stamp_tree_expand_log (&self->tree, log);
 
   if (log == NULL)
     log = empty = g_array_new (FALSE, FALSE, sizeof (TsChange));
@@ -3484,6 +3535,8 @@ _ts_mergeable_store_transaction_changed (TsMergeableStore *self)
 {
   GArray *log = self->tree.txn_depth > 0 ? self->tree.changes : self->finished_log;
 
+  if (self->tree.txn_depth > 0)
+    ts_stamp_tree_expand_log (&self->tree, log);
   return log != NULL && log->len > 0;
 }
 

@@ -180,6 +180,12 @@ struct _TsStampTree {
   guint     txn_depth;
   gboolean  defaulting; /* setDefaultContent: stamps get HLC "" */
   GArray   *changes;    /* of TsChange: the open transaction's log */
+  /* The log (changes, or the one ts_stamp_tree_end just returned) still
+   * lacks an entry for every live leaf, in plain order: loading content
+   * into a tree without live or logged leaves leaves them out until
+   * someone needs the log (ts_stamp_tree_expand_log), as mostly no one
+   * does. */
+  gboolean  log_deferred;
   guint     hold;       /* while > 0, replaced content is retired, not freed */
   GSList   *retired;
 
@@ -221,6 +227,10 @@ void      ts_stamp_tree_begin      (TsStampTree *tree);
  * freed with ts_stamp_tree_free_log. */
 GArray   *ts_stamp_tree_end        (TsStampTree *tree);
 void      ts_stamp_tree_free_log   (GArray *log);
+/* Adds the entries left out (see log_deferred) to log: changes while in a
+ * transaction, else the log ts_stamp_tree_end just returned (before the
+ * tree changes again). Then clears log_deferred. */
+void      ts_stamp_tree_expand_log (TsStampTree *tree, GArray *log);
 void      ts_stamp_tree_hold       (TsStampTree *tree);
 void      ts_stamp_tree_release    (TsStampTree *tree);
 /* The names of a log entry's leaf (table and row NULL for a value). */
@@ -258,6 +268,13 @@ gboolean  ts_stamp_tree_apply_changes (TsStampTree *tree, const TsJsonNode *chan
                                        GError **error);
 gboolean  ts_stamp_tree_set_content   (TsStampTree *tree, const TsJsonNode *content,
                                        GError **error);
+/* ts_stamp_tree_set_content of JSON text (len bytes), without building a
+ * JSON tree, for the content it can load exactly as ts_json_parse and
+ * ts_stamp_tree_set_content would. Returns FALSE, with the tree
+ * unchanged, for anything else (including every invalid text or
+ * content): then parse and call ts_stamp_tree_set_content. Must be called
+ * inside a transaction. */
+gboolean  ts_stamp_tree_set_content_text (TsStampTree *tree, const char *text, gsize len);
 /* The two halves of ts_stamp_tree_apply_changes */
 gboolean  ts_stamp_tree_validate_changes (TsStampTree *tree, const TsJsonNode *changes,
                                           GError **error);

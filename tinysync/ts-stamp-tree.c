@@ -923,11 +923,12 @@ cmp_leaf_seq (gconstpointer a, gconstpointer b, gpointer data)
   return sa < sb ? -1 : sa > sb;
 }
 
-guint32 *
-ts_row_live_leaves (TsRow *row,
-                    guint *n)
+/* Fills out (room for row->n_leaves + 1) with the live leaves in plain
+ * order; returns how many. */
+static guint
+row_live_leaves_into (TsRow   *row,
+                      guint32 *out)
 {
-  guint32 *out = g_new (guint32, row->n_leaves + 1);
   guint count = 0;
   gboolean sorted = TRUE;
   guint32 last = 0;
@@ -945,8 +946,33 @@ ts_row_live_leaves (TsRow *row,
     }
   if (!sorted)
     g_qsort_with_data (out, count, sizeof (guint32), cmp_leaf_seq, row->leaves);
-  *n = count;
+  return count;
+}
+
+guint32 *
+ts_row_live_leaves (TsRow *row,
+                    guint *n)
+{
+  guint32 *out = g_new (guint32, row->n_leaves + 1);
+
+  *n = row_live_leaves_into (row, out);
   return out;
+}
+
+/* Same, into a buffer that grows as needed */
+static guint32 *
+row_live_leaves_buf (TsRow    *row,
+                     guint32 **buf,
+                     guint32  *cap,
+                     guint    *n)
+{
+  if (*cap < row->n_leaves + 1)
+    {
+      *cap = MAX (row->n_leaves + 1, 2 * *cap);
+      *buf = g_renew (guint32, *buf, *cap);
+    }
+  *n = row_live_leaves_into (row, *buf);
+  return *buf;
 }
 
 /* ---- Plain changes and the transaction log ------------------------------- */
@@ -1000,6 +1026,8 @@ leaf_set_plain (TsStampTree *tree,
   if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
     old.u.str = leaf->u.str;
 
+  if (record && G_UNLIKELY (tree->log_deferred))
+    ts_stamp_tree_expand_log (tree, tree->changes);
   if (record && !(leaf->flags & TS_LEAF_TOUCHED))
     {
       TsChange change = { table, row, idx, old, NULL };
@@ -1051,7 +1079,9 @@ leaf_value_equal (const TsLeaf *leaf,
 void
 ts_stamp_tree_begin (TsStampTree *tree)
 {
-  tree->txn_depth++;
+  /* a finished log is expanded or dropped right away */
+  if (tree->txn_depth++ == 0)
+    tree->log_deferred = FALSE;
 }
 
 GArray *
@@ -1971,30 +2001,266 @@ relocate_change (TsStampTree  *tree,
     }
 }
 
+/* The content fields of a tree, set aside while new content is loaded */
+typedef struct {
+  TsTable **tables;
+  TsIndex   tables_index;
+  guint32   n_tables;
+  guint32   tables_cap;
+  guint32   n_live_tables;
+  guint32   tables_hash;
+  guint32   tables_next_seq;
+  TsHlc     tables_hlc;
+  TsRow    *values;
+} Content;
+
+/* Sets the content aside and leaves the tree empty */
+static void
+content_take (TsStampTree *tree,
+              Content     *c)
+{
+  c->tables = tree->tables;
+  c->tables_index = tree->tables_index;
+  c->n_tables = tree->n_tables;
+  c->tables_cap = tree->tables_cap;
+  c->n_live_tables = tree->n_live_tables;
+  c->tables_hash = tree->tables_hash;
+  c->tables_next_seq = tree->tables_next_seq;
+  c->tables_hlc = tree->tables_hlc;
+  c->values = tree->values;
+  tree_reset_content (tree);
+}
+
+/* Frees the tree's content and puts the one set aside back */
+static void
+content_put_back (TsStampTree   *tree,
+                  const Content *c)
+{
+  free_content (tree->tables, tree->n_tables, &tree->tables_index, tree->values);
+  tree->tables = c->tables;
+  tree->tables_index = c->tables_index;
+  tree->n_tables = c->n_tables;
+  tree->tables_cap = c->tables_cap;
+  tree->n_live_tables = c->n_live_tables;
+  tree->tables_hash = c->tables_hash;
+  tree->tables_next_seq = c->tables_next_seq;
+  tree->tables_hlc = c->tables_hlc;
+  tree->values = c->values;
+}
+
+/* Live leaves of some tables and a values container */
+static gsize
+count_live_leaves (TsTable **tables,
+                   guint32   n_tables,
+                   TsRow    *values)
+{
+  gsize n = values->n_live;
+
+  for (guint32 t = 0; t < n_tables; t++)
+    for (guint32 r = 0; r < tables[t]->n_rows; r++)
+      n += tables[t]->rows[r]->n_live;
+  return n;
+}
+
+/* Appends an entry for every live leaf not logged yet, in plain order,
+ * marking them touched */
+static void
+log_append_live (TsStampTree  *tree,
+                 GArray       *log,
+                 guint32     **leaves,
+                 guint32      *leaves_cap)
+{
+  gboolean touch = log == tree->changes;
+  guint n_tables;
+  g_autofree TsTable **live_tables = ts_stamp_tree_live_tables (tree, &n_tables);
+
+  for (guint t = 0; t <= n_tables; t++)
+    {
+      TsTable *table = t < n_tables ? live_tables[t] : NULL;
+      guint n_rows;
+      g_autofree TsRow **rows = NULL;
+
+      if (table != NULL)
+        rows = ts_table_live_rows (table, &n_rows);
+      else
+        {
+          rows = g_new (TsRow *, 1);
+          rows[0] = tree->values;
+          n_rows = 1;
+        }
+      for (guint r = 0; r < n_rows; r++)
+        {
+          TsRow *row = rows[r];
+          guint n_leaves;
+
+          row_live_leaves_buf (row, leaves, leaves_cap, &n_leaves);
+          for (guint l = 0; l < n_leaves; l++)
+            {
+              TsLeaf *leaf = &row->leaves[(*leaves)[l]];
+              TsChange change = { table, row, (*leaves)[l], { TS_VAL_UNDEFINED, { 0 } }, NULL };
+
+              if (leaf->flags & TS_LEAF_TOUCHED)
+                continue;
+              if (touch)
+                leaf->flags |= TS_LEAF_TOUCHED;
+              g_array_append_val (log, change);
+            }
+        }
+    }
+}
+
+void
+ts_stamp_tree_expand_log (TsStampTree *tree,
+                          GArray      *log)
+{
+  g_autofree guint32 *leaves = NULL;
+  guint32 leaves_cap = 0;
+  gsize n;
+
+  if (!tree->log_deferred || log == NULL)
+    return;
+  g_assert (tree->txn_depth == 0 || log == tree->changes);
+  tree->log_deferred = FALSE;
+
+  n = count_live_leaves (tree->tables, tree->n_tables, tree->values);
+  if (n > 0 && log->len + n <= G_MAXUINT)
+    {
+      guint len = log->len;
+
+      g_array_set_size (log, (guint) (len + n));
+      g_array_set_size (log, len);
+    }
+  log_append_live (tree, log, &leaves, &leaves_cap);
+}
+
+/* The end of setMergeableContent, once the new content is in the tree and
+ * the old one (old) set aside: the transaction log, then the old content
+ * goes. */
+static void
+finish_set_content (TsStampTree   *tree,
+                    const Content *old,
+                    const TsHlc   *max_hlc)
+{
+  guint n_old_changes;
+  g_autofree guint32 *leaves = NULL;
+  guint32 leaves_cap = 0;
+
+  tree->unlisted_writes++;
+
+  /* The transaction log: TinyBase deletes all plain content, then sets the
+   * new content; only cells that exist in the new stamp tree are listed
+   * as mergeable changes, listeners see the net change. */
+  n_old_changes = tree->changes->len;
+  if (n_old_changes > 0 || count_live_leaves (old->tables, old->n_tables, old->values) > 0)
+    {
+      /* room for every entry at once (one entry per live leaf at most) */
+      gsize most = n_old_changes +
+                   count_live_leaves (old->tables, old->n_tables, old->values) +
+                   count_live_leaves (tree->tables, tree->n_tables, tree->values);
+
+      if (most <= G_MAXUINT)
+        {
+          g_array_set_size (tree->changes, (guint) most);
+          g_array_set_size (tree->changes, n_old_changes);
+        }
+    }
+  for (guint i = 0; i < n_old_changes; i++)
+    {
+      TsChange *change = &g_array_index (tree->changes, TsChange, i);
+      const char *table_id, *row_id, *cell_id;
+      TsAtom *cell;
+
+      ts_change_get_ids (change, &table_id, &row_id, &cell_id);
+      cell = ts_stamp_tree_atom (tree, cell_id, strlen (cell_id), TRUE);
+      /* the ids point into the old tree (or names): copy them first */
+      {
+        g_autofree char *t = g_strdup (table_id);
+        g_autofree char *r = g_strdup (row_id);
+
+        relocate_change (tree, change, t, t ? strlen (t) : 0, r, r ? strlen (r) : 0, cell);
+      }
+    }
+
+  /* old live leaves not logged yet, in plain order */
+  {
+    guint n_tables;
+    g_autofree TsTable **live_tables = (TsTable **) live_sorted ((gpointer *) old->tables, old->n_tables,
+                                                                 G_STRUCT_OFFSET (TsTable, n_live),
+                                                                 G_STRUCT_OFFSET (TsTable, seq), &n_tables);
+
+    for (guint t = 0; t <= n_tables; t++)
+      {
+        TsTable *table = t < n_tables ? live_tables[t] : NULL;
+        guint n_rows;
+        g_autofree TsRow **rows = NULL;
+
+        if (table != NULL)
+          rows = ts_table_live_rows (table, &n_rows);
+        else
+          {
+            rows = g_new (TsRow *, 1);
+            rows[0] = old->values;
+            n_rows = 1;
+          }
+        for (guint r = 0; r < n_rows; r++)
+          {
+            TsRow *row = rows[r];
+            guint n_leaves;
+
+            row_live_leaves_buf (row, &leaves, &leaves_cap, &n_leaves);
+            for (guint l = 0; l < n_leaves; l++)
+              {
+                TsLeaf *leaf = &row->leaves[leaves[l]];
+                TsChange change = { 0, };
+
+                if (leaf->flags & TS_LEAF_TOUCHED)
+                  continue;
+                leaf->flags |= TS_LEAF_TOUCHED;
+                /* move the old value into the log */
+                change.old.kind = leaf->kind;
+                change.old.u.num = leaf->u.num;
+                if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
+                  change.old.u.str = leaf->u.str;
+                leaf->kind = TS_VAL_UNDEFINED;
+                if (table != NULL)
+                  relocate_change (tree, &change, table->id, table->id_len,
+                                   row->id, row->id_len, leaf->id);
+                else
+                  relocate_change (tree, &change, NULL, 0, NULL, 0, leaf->id);
+                g_array_append_val (tree->changes, change);
+              }
+          }
+      }
+  }
+
+  /* new live leaves not logged yet, in their (new) plain order: when none
+   * is logged yet, that is all of them, and they wait until the log is
+   * needed */
+  if (tree->changes->len == 0)
+    tree->log_deferred = TRUE;
+  else
+    log_append_live (tree, tree->changes, &leaves, &leaves_cap);
+
+  retire_content (tree, old->tables, old->n_tables, old->tables_index, old->values);
+  ts_clock_seen (&tree->clock, max_hlc);
+}
+
 gboolean
 ts_stamp_tree_set_content (TsStampTree       *tree,
                            const TsJsonNode  *content,
                            GError           **error)
 {
-  TsTable **old_tables;
-  guint32 old_n_tables;
-  TsIndex old_index;
-  TsRow *old_values;
+  Content old;
   const TsJsonNode *tables_stamp, *things;
   TsHlc max_hlc;
-  guint n_old_changes;
 
   g_assert (tree->txn_depth > 0);
 
   if (!validate_incoming (tree, content, TRUE, error))
     return FALSE;
 
-  old_tables = tree->tables;
-  old_n_tables = tree->n_tables;
-  old_index = tree->tables_index;
-  old_values = tree->values;
-  tree_reset_content (tree);
-  tree->unlisted_writes++;
+  ts_stamp_tree_expand_log (tree, tree->changes);
+  content_take (tree, &old);
 
   memset (&max_hlc, 0, sizeof max_hlc);
   tables_stamp = &content->u.items[0];
@@ -2021,121 +2287,429 @@ ts_stamp_tree_set_content (TsStampTree       *tree,
   hlc_max (&max_hlc, &tree->tables_hlc);
   load_leaves (tree, NULL, tree->values, &content->u.items[1], &max_hlc);
 
-  /* The transaction log: TinyBase deletes all plain content, then sets the
-   * new content; only cells that exist in the new stamp tree are listed
-   * as mergeable changes, listeners see the net change. */
-  n_old_changes = tree->changes->len;
-  for (guint i = 0; i < n_old_changes; i++)
-    {
-      TsChange *change = &g_array_index (tree->changes, TsChange, i);
-      const char *table_id, *row_id, *cell_id;
-      TsAtom *cell;
-
-      ts_change_get_ids (change, &table_id, &row_id, &cell_id);
-      cell = ts_stamp_tree_atom (tree, cell_id, strlen (cell_id), TRUE);
-      /* the ids point into the old tree (or names): copy them first */
-      {
-        g_autofree char *t = g_strdup (table_id);
-        g_autofree char *r = g_strdup (row_id);
-
-        relocate_change (tree, change, t, t ? strlen (t) : 0, r, r ? strlen (r) : 0, cell);
-      }
-    }
-
-  /* old live leaves not logged yet, in plain order */
-  {
-    guint n_tables;
-    g_autofree TsTable **live_tables = (TsTable **) live_sorted ((gpointer *) old_tables, old_n_tables,
-                                                                 G_STRUCT_OFFSET (TsTable, n_live),
-                                                                 G_STRUCT_OFFSET (TsTable, seq), &n_tables);
-
-    for (guint t = 0; t <= n_tables; t++)
-      {
-        TsTable *table = t < n_tables ? live_tables[t] : NULL;
-        guint n_rows;
-        g_autofree TsRow **rows = NULL;
-
-        if (table != NULL)
-          rows = ts_table_live_rows (table, &n_rows);
-        else
-          {
-            rows = g_new (TsRow *, 1);
-            rows[0] = old_values;
-            n_rows = 1;
-          }
-        for (guint r = 0; r < n_rows; r++)
-          {
-            TsRow *row = rows[r];
-            guint n_leaves;
-            g_autofree guint32 *leaves = ts_row_live_leaves (row, &n_leaves);
-
-            for (guint l = 0; l < n_leaves; l++)
-              {
-                TsLeaf *leaf = &row->leaves[leaves[l]];
-                TsChange change = { 0, };
-
-                if (leaf->flags & TS_LEAF_TOUCHED)
-                  continue;
-                leaf->flags |= TS_LEAF_TOUCHED;
-                /* move the old value into the log */
-                change.old.kind = leaf->kind;
-                change.old.u.num = leaf->u.num;
-                if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
-                  change.old.u.str = leaf->u.str;
-                leaf->kind = TS_VAL_UNDEFINED;
-                if (table != NULL)
-                  relocate_change (tree, &change, table->id, table->id_len,
-                                   row->id, row->id_len, leaf->id);
-                else
-                  relocate_change (tree, &change, NULL, 0, NULL, 0, leaf->id);
-                g_array_append_val (tree->changes, change);
-              }
-          }
-      }
-  }
-
-  /* new live leaves not logged yet, in their (new) plain order */
-  {
-    guint n_tables;
-    g_autofree TsTable **live_tables = ts_stamp_tree_live_tables (tree, &n_tables);
-
-    for (guint t = 0; t <= n_tables; t++)
-      {
-        TsTable *table = t < n_tables ? live_tables[t] : NULL;
-        guint n_rows;
-        g_autofree TsRow **rows = NULL;
-
-        if (table != NULL)
-          rows = ts_table_live_rows (table, &n_rows);
-        else
-          {
-            rows = g_new (TsRow *, 1);
-            rows[0] = tree->values;
-            n_rows = 1;
-          }
-        for (guint r = 0; r < n_rows; r++)
-          {
-            TsRow *row = rows[r];
-            guint n_leaves;
-            g_autofree guint32 *leaves = ts_row_live_leaves (row, &n_leaves);
-
-            for (guint l = 0; l < n_leaves; l++)
-              {
-                TsLeaf *leaf = &row->leaves[leaves[l]];
-                TsChange change = { table, row, leaves[l], { TS_VAL_UNDEFINED, { 0 } }, NULL };
-
-                if (leaf->flags & TS_LEAF_TOUCHED)
-                  continue;
-                leaf->flags |= TS_LEAF_TOUCHED;
-                g_array_append_val (tree->changes, change);
-              }
-          }
-      }
-  }
-
-  retire_content (tree, old_tables, old_n_tables, old_index, old_values);
-  ts_clock_seen (&tree->clock, &max_hlc);
+  finish_set_content (tree, &old, &max_hlc);
   return TRUE;
+}
+
+/* ---- setMergeableContent straight from JSON text ------------------------- */
+
+/* The common case of setMergeableContent, loaded as the text is read: no
+ * JSON tree, every stamp validated as it comes. It declines (leaving the
+ * tree as it was) whatever it does not handle exactly as ts_json_parse,
+ * validate_incoming and the loading above together would: invalid or
+ * unusual text (an escape in a key or HLC, a key that is an array index
+ * and so reordered, a duplicate key, an object or array as a cell), and
+ * every kind of invalid content. The caller then takes the generic path,
+ * which gives the same result or the error. */
+
+typedef struct {
+  TsAtom *atom;
+  TsVal   value;
+  TsHlc   hlc;
+  guint32 hash;
+} PendingLeaf;
+
+typedef struct {
+  TsStampTree *tree;
+  const char  *p;
+  const char  *end;
+  gint64       max_time;
+  TsHlc        max_hlc;
+  GArray      *pending;     /* of PendingLeaf: the leaves of one container */
+  GPtrArray   *last_atoms;  /* the previous row's atoms, by position */
+  GString     *decoded;     /* a string with escapes */
+} Loader;
+
+static inline void
+loader_ws (Loader *ld)
+{
+  const char *p = ld->p;
+
+  while (p < ld->end && (*p == ' ' || *p == '\n' || *p == '\r' || *p == '\t'))
+    p++;
+  ld->p = p;
+}
+
+static inline gboolean
+loader_char (Loader *ld,
+             char    c)
+{
+  loader_ws (ld);
+  if (G_UNLIKELY (ld->p >= ld->end || *ld->p != c))
+    return FALSE;
+  ld->p++;
+  return TRUE;
+}
+
+/* A string without escapes: its bytes in place */
+static inline gboolean
+loader_plain_string (Loader      *ld,
+                     const char **s,
+                     gsize       *len)
+{
+  const char *q;
+  gboolean has_escape;
+
+  loader_ws (ld);
+  if (G_UNLIKELY (ld->p >= ld->end || *ld->p != '"'))
+    return FALSE;
+  q = ts_json_scan_string (ld->p, ld->end, &has_escape);
+  if (G_UNLIKELY (q == NULL || has_escape || q - ld->p - 1 >= G_MAXUINT32))
+    return FALSE;
+  *s = ld->p + 1;
+  *len = (gsize) (q - ld->p - 1);
+  ld->p = q + 1;
+  return TRUE;
+}
+
+/* Where the keys of one object are: JSON.parse puts the keys that are
+ * array indexes first, ascending; the loader takes only objects already
+ * in that order. */
+typedef struct {
+  gboolean other;       /* a key that is no array index came */
+  gboolean any_index;
+  guint32  last_index;
+} KeyOrder;
+
+/* An object key and its colon */
+static inline gboolean
+loader_key (Loader      *ld,
+            KeyOrder    *order,
+            const char **s,
+            gsize       *len)
+{
+  guint32 index;
+
+  if (!loader_plain_string (ld, s, len))
+    return FALSE;
+  if (*len > 0 && (*s)[0] >= '0' && (*s)[0] <= '9' &&
+      ts_json_is_array_index (*s, *len, &index))
+    {
+      if (order->other || (order->any_index && index <= order->last_index))
+        return FALSE;
+      order->any_index = TRUE;
+      order->last_index = index;
+    }
+  else
+    order->other = TRUE;
+  return loader_char (ld, ':');
+}
+
+/* After the thing of a stamp: ", hlc, hash ]" */
+static gboolean
+loader_stamp_tail (Loader  *ld,
+                   TsHlc   *hlc,
+                   guint32 *hash)
+{
+  const char *s, *q;
+  gsize len;
+  double num;
+
+  if (!loader_char (ld, ',') || !loader_plain_string (ld, &s, &len) ||
+      !ts_hlc_parse (s, len, ld->max_time, hlc) || !loader_char (ld, ','))
+    return FALSE;
+  loader_ws (ld);
+  if (ld->p >= ld->end || !(*ld->p == '-' || (*ld->p >= '0' && *ld->p <= '9')))
+    return FALSE;
+  q = ts_json_scan_number (ld->p, ld->end, &num);
+  if (q == NULL || !isfinite (num))
+    return FALSE;
+  ld->p = q;
+  *hash = to_uint32 (num);
+  hlc_max (&ld->max_hlc, hlc);
+  return loader_char (ld, ']');
+}
+
+static inline gboolean
+loader_literal (Loader     *ld,
+                const char *lit,
+                gsize       len)
+{
+  if ((gsize) (ld->end - ld->p) < len || memcmp (ld->p, lit, len) != 0)
+    return FALSE;
+  ld->p += len;
+  return TRUE;
+}
+
+/* A cell or value in encoded form, as val_from_wire */
+static gboolean
+loader_leaf_value (Loader *ld,
+                   TsVal  *out)
+{
+  out->kind = TS_VAL_UNDEFINED;
+  out->u.num = 0;
+  loader_ws (ld);
+  if (ld->p >= ld->end)
+    return FALSE;
+  switch (*ld->p)
+    {
+    case '"':
+      {
+        gboolean has_escape;
+        const char *q = ts_json_scan_string (ld->p, ld->end, &has_escape);
+        const char *s = ld->p + 1;
+        gsize len;
+
+        if (q == NULL || q - s >= G_MAXUINT32)
+          return FALSE;
+        len = (gsize) (q - s);
+        ld->p = q + 1;
+        if (has_escape)
+          {
+            gssize n;
+
+            g_string_set_size (ld->decoded, len);
+            n = ts_json_decode_escapes (s, len, ld->decoded->str);
+            if (n < 0)
+              return FALSE;
+            s = ld->decoded->str;
+            len = (gsize) n;
+          }
+        if (len == 3 && memcmp (s, undefined_marker, 3) == 0)
+          return TRUE;
+        out->kind = TS_VAL_STRING;
+        out->u.str = ts_str_new (s, len);
+        return TRUE;
+      }
+    case '-':
+    case '0': case '1': case '2': case '3': case '4':
+    case '5': case '6': case '7': case '8': case '9':
+      {
+        const char *q = ts_json_scan_number (ld->p, ld->end, &out->u.num);
+
+        if (q == NULL || !isfinite (out->u.num))
+          return FALSE;
+        ld->p = q;
+        out->kind = TS_VAL_NUMBER;
+        return TRUE;
+      }
+    case 't':
+      out->kind = TS_VAL_TRUE;
+      return loader_literal (ld, "true", 4);
+    case 'f':
+      out->kind = TS_VAL_FALSE;
+      return loader_literal (ld, "false", 5);
+    case 'n':
+      out->kind = TS_VAL_NULL;
+      return loader_literal (ld, "null", 4);
+    default:
+      return FALSE;     /* objects and arrays, and invalid text */
+    }
+}
+
+static void
+pending_clear (GArray *pending)
+{
+  for (guint i = 0; i < pending->len; i++)
+    ts_val_clear (&g_array_index (pending, PendingLeaf, i).value);
+  g_array_set_size (pending, 0);
+}
+
+/* The stamp of a leaf container: "[{id: [value, hlc, hash], ...}, hlc,
+ * hash]", as load_leaves */
+static gboolean
+loader_leaves (Loader  *ld,
+               TsTable *table,
+               TsRow   *row)
+{
+  GArray *pending = ld->pending;
+  KeyOrder order = { FALSE, FALSE, 0 };
+  guint32 n;
+  gboolean ok = FALSE;
+
+  if (!loader_char (ld, '[') || !loader_char (ld, '{'))
+    return FALSE;
+  loader_ws (ld);
+  if (ld->p < ld->end && *ld->p == '}')
+    ld->p++;
+  else
+    for (;;)
+      {
+        PendingLeaf *pl;
+        const char *key;
+        gsize len;
+        TsAtom *atom = NULL;
+
+        if (!loader_key (ld, &order, &key, &len))
+          goto out;
+        /* rows tend to repeat the cell ids of the one before */
+        if (pending->len < ld->last_atoms->len)
+          {
+            TsAtom *last = ld->last_atoms->pdata[pending->len];
+
+            if (last->len == len && memcmp (last->str, key, len) == 0)
+              atom = last;
+          }
+        if (atom == NULL)
+          {
+            atom = ts_stamp_tree_atom (ld->tree, key, len, TRUE);
+            if (pending->len < ld->last_atoms->len)
+              ld->last_atoms->pdata[pending->len] = atom;
+            else
+              g_ptr_array_add (ld->last_atoms, atom);
+          }
+        g_array_set_size (pending, pending->len + 1);
+        pl = &g_array_index (pending, PendingLeaf, pending->len - 1);
+        pl->atom = atom;
+        pl->value.kind = TS_VAL_UNDEFINED;
+        if (!loader_char (ld, '[') || !loader_leaf_value (ld, &pl->value) ||
+            !loader_stamp_tail (ld, &pl->hlc, &pl->hash))
+          goto out;
+        loader_ws (ld);
+        if (ld->p < ld->end && *ld->p == ',')
+          {
+            ld->p++;
+            continue;
+          }
+        if (ld->p < ld->end && *ld->p == '}')
+          {
+            ld->p++;
+            break;
+          }
+        goto out;
+      }
+
+  n = pending->len;
+  if (row->n_leaves == 0)
+    ts_row_reserve (row, n);
+  for (guint32 i = 0; i < n; i++)
+    {
+      PendingLeaf *pl = &g_array_index (pending, PendingLeaf, i);
+      guint32 before = row->n_leaves;
+      gssize idx = ts_row_leaf (row, pl->atom, TRUE);
+      TsLeaf *leaf = &row->leaves[idx];
+
+      if (row->n_leaves == before)
+        goto out;       /* a duplicate key */
+      leaf->hlc = pl->hlc;
+      leaf->hash = pl->hash;
+      if (pl->value.kind != TS_VAL_UNDEFINED)
+        leaf_set_plain (ld->tree, table, row, idx, &pl->value, FALSE);
+    }
+  ok = loader_stamp_tail (ld, &row->hlc, &row->hash);
+
+out:
+  pending_clear (pending);
+  return ok;
+}
+
+static gboolean
+loader_rows (Loader  *ld,
+             TsTable *table)
+{
+  KeyOrder order = { FALSE, FALSE, 0 };
+
+  if (!loader_char (ld, '[') || !loader_char (ld, '{'))
+    return FALSE;
+  loader_ws (ld);
+  if (ld->p < ld->end && *ld->p == '}')
+    ld->p++;
+  else
+    for (;;)
+      {
+        const char *key;
+        gsize len;
+        guint32 before = table->n_rows;
+        TsRow *row;
+
+        if (!loader_key (ld, &order, &key, &len))
+          return FALSE;
+        row = ts_table_row (table, key, len, TRUE);
+        if (table->n_rows == before || !loader_leaves (ld, table, row))
+          return FALSE;
+        loader_ws (ld);
+        if (ld->p < ld->end && *ld->p == ',')
+          {
+            ld->p++;
+            continue;
+          }
+        if (ld->p < ld->end && *ld->p == '}')
+          {
+            ld->p++;
+            break;
+          }
+        return FALSE;
+      }
+  return loader_stamp_tail (ld, &table->hlc, &table->hash);
+}
+
+static gboolean
+loader_content (Loader *ld)
+{
+  TsStampTree *tree = ld->tree;
+  KeyOrder order = { FALSE, FALSE, 0 };
+
+  if (!loader_char (ld, '[') || !loader_char (ld, '[') || !loader_char (ld, '{'))
+    return FALSE;
+  loader_ws (ld);
+  if (ld->p < ld->end && *ld->p == '}')
+    ld->p++;
+  else
+    for (;;)
+      {
+        const char *key;
+        gsize len;
+        guint32 before = tree->n_tables;
+        TsTable *table;
+
+        if (!loader_key (ld, &order, &key, &len))
+          return FALSE;
+        table = ts_stamp_tree_table (tree, key, len, TRUE);
+        if (tree->n_tables == before || !loader_rows (ld, table))
+          return FALSE;
+        loader_ws (ld);
+        if (ld->p < ld->end && *ld->p == ',')
+          {
+            ld->p++;
+            continue;
+          }
+        if (ld->p < ld->end && *ld->p == '}')
+          {
+            ld->p++;
+            break;
+          }
+        return FALSE;
+      }
+  if (!loader_stamp_tail (ld, &tree->tables_hlc, &tree->tables_hash) ||
+      !loader_char (ld, ',') || !loader_leaves (ld, NULL, tree->values) ||
+      !loader_char (ld, ']'))
+    return FALSE;
+  loader_ws (ld);
+  return ld->p == ld->end;
+}
+
+gboolean
+ts_stamp_tree_set_content_text (TsStampTree *tree,
+                                const char  *text,
+                                gsize        len)
+{
+  Loader ld;
+  Content old;
+  gboolean ok;
+
+  g_assert (tree->txn_depth > 0);
+
+  memset (&ld, 0, sizeof ld);
+  ld.tree = tree;
+  ld.p = text;
+  ld.end = text + len;
+  ld.max_time = ts_clock_now (&tree->clock) + TS_HLC_MAX_FUTURE_MS;
+  ld.pending = g_array_sized_new (FALSE, FALSE, sizeof (PendingLeaf), 16);
+  ld.last_atoms = g_ptr_array_new ();
+  ld.decoded = g_string_new (NULL);
+
+  ts_stamp_tree_expand_log (tree, tree->changes);
+  content_take (tree, &old);
+  ok = loader_content (&ld);
+  if (ok)
+    finish_set_content (tree, &old, &ld.max_hlc);
+  else
+    content_put_back (tree, &old);
+
+  g_array_free (ld.pending, TRUE);
+  g_ptr_array_free (ld.last_atoms, TRUE);
+  g_string_free (ld.decoded, TRUE);
+  return ok;
 }
 
 /* ---- Hash and diff queries (section 10) ---------------------------------- */
