@@ -97,6 +97,7 @@ typedef struct {
 } Conn;
 
 static int epfd = -1;
+static int server_pid;
 static Conn *conns;
 static int n_conns;
 static gint64 t_origin;     /* µs, monotonic */
@@ -464,6 +465,8 @@ poll_once (gint64 until_us)
 }
 
 typedef struct {
+  double   load_cpu;   /* this process's CPU time / wall time, % */
+  double   server_cpu; /* the server's, % (-1: unknown) */
   double   offered;    /* deliveries/s */
   double   delivered;  /* deliveries/s during the step */
   double   p99_ms;
@@ -489,6 +492,35 @@ hist_percentile (double p)
   return (double) max_latency_us / 1000.0;
 }
 
+static double
+cpu_seconds_self (void)
+{
+  struct timespec ts;
+
+  clock_gettime (CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+/* utime + stime of the server process (its threads included), or -1 */
+static double
+cpu_seconds_server (void)
+{
+  g_autofree char *path = g_strdup_printf ("/proc/%d/stat", server_pid);
+  g_autofree char *text = NULL;
+  g_auto(GStrv) fields = NULL;
+  const char *p;
+
+  if (server_pid <= 0 || !g_file_get_contents (path, &text, NULL, NULL) ||
+      (p = strrchr (text, ')')) == NULL)
+    return -1;
+  /* after "pid (comm) ": state is field 3, utime 14, stime 15 */
+  fields = g_strsplit (p + 2, " ", 0);
+  if (g_strv_length (fields) < 13)
+    return -1;
+  return (g_ascii_strtod (fields[11], NULL) + g_ascii_strtod (fields[12], NULL)) /
+         (double) sysconf (_SC_CLK_TCK);
+}
+
 /* Offers RATE deliveries/s for SECONDS; returns the step's numbers */
 static Step
 run_step (double rate, double seconds, Conn **writers, int n_writers, int per_change)
@@ -498,6 +530,8 @@ run_step (double rate, double seconds, Conn **writers, int n_writers, int per_ch
   guint64 total = (guint64) (seconds * msg_rate + 0.5), sent = 0, expected;
   gint64 start = now_us () + 1000, drain_deadline;
   Step s = { .offered = rate };
+  double cpu0 = cpu_seconds_self (), scpu0 = cpu_seconds_server ();
+  gint64 wall0 = now_us ();
 
   received = measured = 0;
   max_latency_us = 0;
@@ -521,6 +555,9 @@ run_step (double rate, double seconds, Conn **writers, int n_writers, int per_ch
   while (measured < expected && now_us () < drain_deadline)
     poll_once (MIN (drain_deadline, now_us () + 10000));
   s.complete = measured >= expected;
+  s.load_cpu = 100.0 * (cpu_seconds_self () - cpu0) / ((double) (now_us () - wall0) / 1e6);
+  s.server_cpu = scpu0 < 0 ? -1
+    : 100.0 * (cpu_seconds_server () - scpu0) / ((double) (now_us () - wall0) / 1e6);
   s.delivered = (double) measured / seconds;
   s.p50_ms = hist_percentile (50);
   s.p99_ms = hist_percentile (99);
@@ -852,6 +889,7 @@ main (int argc, char **argv)
   server = start_server ((char **) server_argv->pdata, &port, &error);
   if (server == NULL)
     die ("cannot start the server: %s", error->message);
+  server_pid = atoi (g_subprocess_get_identifier (server));
   if (!opt_no_pin)
     pin_to (1);
 
@@ -903,8 +941,9 @@ main (int argc, char **argv)
           s = run_step (rate, opt_step, writers, n_writers, per_change);
           pass = s.complete && s.p99_ms <= opt_max_p99;
           g_printerr ("INFO step offered %.0f deliveries/s: delivered %.0f/s, p50 %.3f ms, "
-                      "p99 %.3f ms, max %.3f ms%s -> %s\n",
+                      "p99 %.3f ms, max %.3f ms, CPU server %.0f%% load %.0f%%%s -> %s\n",
                       s.offered, s.delivered, s.p50_ms, s.p99_ms, s.max_ms,
+                      s.server_cpu, s.load_cpu,
                       s.complete ? "" : ", not all delivered within 2 s",
                       pass ? "pass" : attempt < opt_retries ? "FAIL, once more" : "FAIL");
           if (rate == opt_start && attempt == 0)
@@ -934,8 +973,9 @@ main (int argc, char **argv)
               first.p99_ms, first.offered);
       return 0;
     }
-  g_printerr ("INFO fanout %d x %d: best %.0f deliveries/s at p99 %.3f ms\n",
-              opt_rooms, opt_clients, best.delivered, best.p99_ms);
+  g_printerr ("INFO fanout %d x %d: best %.0f deliveries/s at p99 %.3f ms "
+              "(CPU server %.0f%%, load process %.0f%%)\n",
+              opt_rooms, opt_clients, best.delivered, best.p99_ms, best.server_cpu, best.load_cpu);
   printf ("RESULT %.0f\nRESULT_P99 %.3f\n", best.delivered, best.p99_ms);
   for (int i = 0; i < n_conns; i++)
     {
