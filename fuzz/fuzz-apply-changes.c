@@ -15,11 +15,14 @@
  * 2. ts_mergeable_store_set_mergeable_content_json() on store B (hashes are
  *    trusted, so they are not recomputed): on failure B is unchanged; on
  *    success B's content re-parses and loads unchanged into a fresh store.
+ *    Into a fresh and a preloaded store, loading straight from the text
+ *    and through the JSON tree only give the same result, error and store.
  * 3. The input as the "other hashes" argument of every diff function of A:
  *    a result re-parses, a failure sets an error.
  */
 
 #include "fuzz-store.h"
+#include "tinysync/ts-mergeable-store-private.h"
 
 static char *preload_json;
 
@@ -337,6 +340,46 @@ fuzz_apply (const char *input)
   check_pulled (a, puller);
 }
 
+/* The same store state, plain order included */
+static void
+check_same (TsMergeableStore *a,
+            TsMergeableStore *b)
+{
+  g_autofree char *ca = ts_mergeable_store_get_mergeable_content_json (a);
+  g_autofree char *cb = ts_mergeable_store_get_mergeable_content_json (b);
+  g_autofree char *pa = ts_mergeable_store_get_content_json (a);
+  g_autofree char *pb = ts_mergeable_store_get_content_json (b);
+
+  if (strcmp (ca, cb) != 0 || strcmp (pa, pb) != 0)
+    {
+      fprintf (stderr, "stores differ:\n  %s\n  %s\n  %s\n  %s\n", ca, cb, pa, pb);
+      abort ();
+    }
+}
+
+/* Loading straight from the text (the public function) and through the
+ * JSON tree only agree: the same result, error and store. */
+static void
+check_fast_path (const char *input,
+                 gboolean    preloaded)
+{
+  g_autoptr(TsMergeableStore) fast = store_new ("fuzz-b", preloaded);
+  g_autoptr(TsMergeableStore) generic = store_new ("fuzz-b", preloaded);
+  g_autoptr(GError) fast_error = NULL;
+  g_autoptr(GError) generic_error = NULL;
+  gboolean fast_ok, generic_ok;
+
+  fast_ok = ts_mergeable_store_set_mergeable_content_json (fast, input, &fast_error);
+  generic_ok = _ts_mergeable_store_set_content_text (generic, input, FALSE, &generic_error);
+  FUZZ_CHECK (fast_ok == generic_ok);
+  if (!fast_ok)
+    FUZZ_CHECK (fast_error->code == generic_error->code &&
+                strcmp (fast_error->message, generic_error->message) == 0);
+  FUZZ_CHECK (_ts_mergeable_store_get_unlisted_writes (fast) ==
+              _ts_mergeable_store_get_unlisted_writes (generic));
+  check_same (fast, generic);
+}
+
 static void
 fuzz_set_content (const char *input)
 {
@@ -345,6 +388,8 @@ fuzz_set_content (const char *input)
   g_autoptr(GError) error = NULL;
   g_autofree char *content = NULL;
 
+  check_fast_path (input, FALSE);
+  check_fast_path (input, TRUE);
   if (!ts_mergeable_store_set_mergeable_content_json (b, input, &error))
     {
       FUZZ_CHECK (error != NULL && error->message != NULL);
