@@ -51,6 +51,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sched.h>
+#include <sys/prctl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,8 @@ static gboolean opt_no_pin = FALSE;
 static gboolean opt_relay = FALSE;
 static gboolean opt_serve_relay = FALSE;
 
+static int server_pid;      /* the child, stopped on every exit */
+
 typedef struct {
   int     fd;
   int     room;
@@ -97,7 +100,6 @@ typedef struct {
 } Conn;
 
 static int epfd = -1;
-static int server_pid;
 static Conn *conns;
 static int n_conns;
 static gint64 t_origin;     /* µs, monotonic */
@@ -128,6 +130,8 @@ die (const char *fmt, ...)
   vfprintf (stderr, fmt, ap);
   fputc ('\n', stderr);
   va_end (ap);
+  if (server_pid > 0)
+    kill (server_pid, SIGTERM);
   exit (1);
 }
 
@@ -777,7 +781,10 @@ serve_relay (void)
 static void
 child_setup (gpointer data)
 {
-  pin_to (0);
+  /* the server goes when this process goes, however it ends */
+  prctl (PR_SET_PDEATHSIG, SIGTERM);
+  if (!opt_no_pin)
+    pin_to (0);
 }
 
 static GSubprocess *
@@ -789,8 +796,7 @@ start_server (char **argv, guint *port, GError **error)
   GSubprocess *proc;
   char *line;
 
-  if (!opt_no_pin)
-    g_subprocess_launcher_set_child_setup (launcher, child_setup, NULL, NULL);
+  g_subprocess_launcher_set_child_setup (launcher, child_setup, NULL, NULL);
   proc = g_subprocess_launcher_spawnv (launcher, (const char *const *) argv, error);
   if (proc == NULL)
     return NULL;
@@ -862,7 +868,7 @@ main (int argc, char **argv)
     }
   if (opt_relay)
     {
-      g_ptr_array_add (server_argv, argv[0]);
+      g_ptr_array_add (server_argv, (char *) "/proc/self/exe");
       g_ptr_array_add (server_argv, (char *) "--serve-relay");
     }
   else
