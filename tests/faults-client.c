@@ -3,6 +3,7 @@
  * it (SIGSTOP), kill it (SIGKILL) and restart it from its persister.
  *
  *   faults-client URL STORE_ID [--sqlite PATH | --file PATH] [--keepalive S]
+ *                 [--max-message-size BYTES]
  *
  * Prints "ready" once its persister (if any) has loaded and it syncs, then
  * answers one command a line:
@@ -20,6 +21,7 @@
  *   state                  prints "state TABLES_HASH VALUES_HASH ROWS"
  *   quit                   stops syncing, flushes the persister, exits 0
  *
+ * and prints "ignored MESSAGE" for each error the synchronizer reports.
  * Rows always go to table "t". Every line is flushed at once.
  */
 
@@ -42,6 +44,7 @@ typedef struct {
   GDataInputStream *input;
   char             *url;
   guint             keepalive;
+  guint             max_message_size;
   int               status;
 } Client;
 
@@ -280,6 +283,14 @@ synced_cb (GObject      *source,
 }
 
 static void
+ignored_error_cb (TsSynchronizer *synchronizer,
+                  GError         *error,
+                  Client         *client)
+{
+  say ("ignored %s", error->message);
+}
+
+static void
 connected_cb (GObject      *source,
               GAsyncResult *result,
               gpointer      data)
@@ -294,6 +305,9 @@ connected_cb (GObject      *source,
       return;
     }
   ts_ws_synchronizer_set_keepalive_interval (client->synchronizer, client->keepalive);
+  if (client->max_message_size > 0)
+    ts_ws_synchronizer_set_max_message_size (client->synchronizer, client->max_message_size);
+  g_signal_connect (client->synchronizer, "ignored-error", G_CALLBACK (ignored_error_cb), client);
   ts_synchronizer_start_sync_async (TS_SYNCHRONIZER (client->synchronizer), NULL, NULL,
                                     synced_cb, client);
 }
@@ -346,7 +360,8 @@ main (int   argc,
 
   if (argc < 3)
     {
-      g_printerr ("usage: %s URL STORE_ID [--sqlite PATH | --file PATH] [--keepalive S]\n", argv[0]);
+      g_printerr ("usage: %s URL STORE_ID [--sqlite PATH | --file PATH] [--keepalive S] "
+                  "[--max-message-size BYTES]\n", argv[0]);
       return 2;
     }
   client.url = argv[1];
@@ -359,6 +374,8 @@ main (int   argc,
         file = argv[i + 1];
       else if (strcmp (argv[i], "--keepalive") == 0)
         client.keepalive = atoi (argv[i + 1]);
+      else if (strcmp (argv[i], "--max-message-size") == 0)
+        client.max_message_size = atoi (argv[i + 1]);
       else
         {
           g_printerr ("unknown option %s\n", argv[i]);
