@@ -1082,6 +1082,16 @@ test_kill_server (Fixture       *fx,
 /* ======================================================================= */
 
 #define SLOW_MAX 262144    /* --max-message-size */
+
+/* AddressSanitizer keeps freed memory in quarantine (256 MiB): the
+ * server's RSS says nothing about its queues then. */
+#if defined(__SANITIZE_ADDRESS__)
+# define ASAN_BUILD 1
+#elif defined(__has_feature)
+# if __has_feature(address_sanitizer)
+#  define ASAN_BUILD 1
+# endif
+#endif
 #define CHURN_ROWS 4
 #define CHURN_SIZE 8192
 #define CHURN_ROUND 5        /* 160 KiB: less than SLOW_MAX */
@@ -1168,7 +1178,9 @@ test_slow_reader (Fixture       *fx,
   g_test_message ("slow reader: %u changes of %u bytes; server RSS %" G_GUINT64_FORMAT
                   " KiB before, at most %" G_GUINT64_FORMAT " KiB while S was stuck",
                   changes, CHURN_ROWS * CHURN_SIZE, rss_before, rss_max);
+#ifndef ASAN_BUILD
   g_assert_cmpuint (rss_max, <, rss_before + 32 * 1024);
+#endif
 
   /* Resumed, S reconnects and catches up; F got everything all along. */
   child_signal (slow, SIGCONT);
