@@ -435,6 +435,72 @@ test_random (void)
   g_assert_cmpuint (n_accepted, >, n_fast);
 }
 
+/* Tables large enough for the loader's slabs: both stores must then
+ * behave the same under every later change (rows growing out of their
+ * slab, deletions, replacing the content). */
+static void
+test_large (void)
+{
+  g_autoptr(GRand) rand = g_rand_new_with_seed (7);
+  g_autoptr(TsMergeableStore) source = new_store ();
+  g_autoptr(TsMergeableStore) fast = new_store ();
+  g_autoptr(TsMergeableStore) generic = new_store ();
+  g_autofree char *text = NULL;
+
+  for (guint i = 0; i < 3000; i++)
+    {
+      g_autofree char *row = g_strdup_printf (g_rand_boolean (rand) ? "r%u" : "%u",
+                                              g_rand_int_range (rand, 0, 400));
+      g_autofree char *cell = g_strdup_printf ("c%u", g_rand_int_range (rand, 0, 24));
+      const char *table = g_rand_int_range (rand, 0, 4) == 0 ? "u" : "t";
+
+      now++;
+      g_assert_true (ts_mergeable_store_set_cell_json (source, table, row, cell,
+          cells[g_rand_int_range (rand, 0, G_N_ELEMENTS (cells))], NULL));
+      if (g_rand_int_range (rand, 0, 20) == 0)
+        ts_mergeable_store_del_cell (source, table, row, cell);
+    }
+  text = ts_mergeable_store_get_mergeable_content_json (source);
+  g_assert_true (takes_fast_path (text));
+  check_text (text);
+  g_assert_true (ts_mergeable_store_set_mergeable_content_json (fast, text, NULL));
+  g_assert_true (_ts_mergeable_store_set_content_text (generic, text, FALSE, NULL));
+
+  for (guint i = 0; i < 1000; i++)
+    {
+      g_autofree char *row = g_strdup_printf ("r%u", g_rand_int_range (rand, 0, 420));
+      g_autofree char *cell = g_strdup_printf ("c%u", g_rand_int_range (rand, 0, 40));
+      const char *table = g_rand_boolean (rand) ? "u" : "t";
+      guint op = g_rand_int_range (rand, 0, 100);
+      g_autofree char *a = NULL, *b = NULL, *pa = NULL, *pb = NULL;
+
+      now++;
+      for (int k = 0; k < 2; k++)
+        {
+          TsMergeableStore *store = k == 0 ? fast : generic;
+
+          if (op < 80)
+            ts_mergeable_store_set_cell_number (store, table, row, cell, i);
+          else if (op < 90)
+            ts_mergeable_store_del_cell (store, table, row, cell);
+          else if (op < 97)
+            ts_mergeable_store_del_row (store, table, row);
+          else if (op < 98)
+            ts_mergeable_store_del_table (store, table);
+          else
+            g_assert_true (_ts_mergeable_store_set_content_text (store, text, k == 0, NULL));
+        }
+      if (i % 10 != 9)
+        continue;
+      a = ts_mergeable_store_get_mergeable_content_json (fast);
+      b = ts_mergeable_store_get_mergeable_content_json (generic);
+      pa = ts_mergeable_store_get_content_json (fast);
+      pb = ts_mergeable_store_get_content_json (generic);
+      g_assert_cmpstr (a, ==, b);
+      g_assert_cmpstr (pa, ==, pb);
+    }
+}
+
 static const char *const edge_cases[] = {
   "",
   " ",
@@ -529,6 +595,7 @@ main (int argc, char **argv)
 
   g_test_add_func ("/tinysync/store-load/edge-cases", test_edge_cases);
   g_test_add_func ("/tinysync/store-load/random", test_random);
+  g_test_add_func ("/tinysync/store-load/large", test_large);
 
   return g_test_run ();
 }

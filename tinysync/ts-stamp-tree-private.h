@@ -102,7 +102,7 @@ typedef struct _TsRow {
   TsLeaf  *leaves;      /* stamp order */
   TsIndex  index;       /* by atom, only when many leaves */
   guint32  n_leaves;
-  guint32  cap;
+  guint32  cap;         /* and TS_ROW_IN_SLAB, TS_ROW_LEAVES_IN_SLAB */
   guint32  n_live;
   guint32  hash;
   guint32  seq;         /* order in the table while live */
@@ -114,6 +114,11 @@ typedef struct _TsRow {
   TsHlc    hlc;
   char     id[];
 } TsRow;
+
+/* Flags in TsRow.cap: the row, or its leaves, live in its table's slabs */
+#define TS_ROW_IN_SLAB        (1u << 31)
+#define TS_ROW_LEAVES_IN_SLAB (1u << 30)
+#define TS_ROW_CAP(row)       ((row)->cap & ~(TS_ROW_IN_SLAB | TS_ROW_LEAVES_IN_SLAB))
 
 typedef struct {
   guint64  next_id;
@@ -135,6 +140,7 @@ typedef struct _TsTable {
   guint32  mark;        /* scratch for grouping */
   TsHlc    hlc;
   TsRowIdState *row_ids; /* addRow state, while the table is live */
+  struct _TsSlab *slabs; /* memory of rows loaded in bulk, freed with the table */
   char     id[];
 } TsTable;
 

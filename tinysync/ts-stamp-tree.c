@@ -10,6 +10,11 @@
 #include <math.h>
 #include <string.h>
 
+#include <glib.h>
+#ifdef G_OS_UNIX
+# include <sys/mman.h>
+#endif
+
 #include "ts-error.h"
 #include "ts-private.h"
 #include "ts-stamp-tree-private.h"
@@ -520,6 +525,19 @@ ts_stamp_tree_atom (TsStampTree *tree,
 
 /* ---- Rows (leaf containers) ---------------------------------------------- */
 
+/* Names a zeroed row */
+static void
+row_init (TsRow      *row,
+          const char *id,
+          gsize       len,
+          guint32     str_hash)
+{
+  memcpy (row->id, id, len);
+  row->id_len = len;
+  row->str_hash = str_hash;
+  row->prefix = id_prefix (id, len);
+}
+
 static TsRow *
 row_new (const char *id,
          gsize       len,
@@ -527,10 +545,7 @@ row_new (const char *id,
 {
   TsRow *row = g_malloc0 (sizeof (TsRow) + len + 1);
 
-  memcpy (row->id, id, len);
-  row->id_len = len;
-  row->str_hash = str_hash;
-  row->prefix = id_prefix (id, len);
+  row_init (row, id, len, str_hash);
   return row;
 }
 
@@ -543,9 +558,25 @@ row_free (TsRow *row)
       if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
         ts_str_unref (leaf->u.str);
     }
-  g_free (row->leaves);
+  if (!(row->cap & TS_ROW_LEAVES_IN_SLAB))
+    g_free (row->leaves);
   index_clear (&row->index);
-  g_free (row);
+  if (!(row->cap & TS_ROW_IN_SLAB))
+    g_free (row);
+}
+
+/* Gives a row whose leaves live in a slab an array of its own, with room
+ * for cap leaves */
+static void
+row_own_leaves (TsRow   *row,
+                guint32  cap)
+{
+  TsLeaf *leaves = g_new (TsLeaf, cap);
+
+  if (row->n_leaves > 0)
+    memcpy (leaves, row->leaves, row->n_leaves * sizeof (TsLeaf));
+  row->leaves = leaves;
+  row->cap = (row->cap & TS_ROW_IN_SLAB) | cap;
 }
 
 static gboolean
@@ -583,11 +614,19 @@ ts_row_leaf (TsRow    *row,
   if (!create)
     return -1;
 
-  if (row->n_leaves == row->cap)
+  if (row->n_leaves == TS_ROW_CAP (row))
     {
       /* rows are small and many: grow gently, 4 slots at a time */
-      row->cap = row->cap < 16 ? row->cap + 4 : row->cap + row->cap / 2;
-      row->leaves = g_renew (TsLeaf, row->leaves, row->cap);
+      guint32 cap = TS_ROW_CAP (row);
+
+      cap = cap < 16 ? cap + 4 : cap + cap / 2;
+      if (row->cap & TS_ROW_LEAVES_IN_SLAB)
+        row_own_leaves (row, cap);
+      else
+        {
+          row->cap = (row->cap & TS_ROW_IN_SLAB) | cap;
+          row->leaves = g_renew (TsLeaf, row->leaves, cap);
+        }
     }
   leaf = &row->leaves[row->n_leaves++];
   memset (leaf, 0, sizeof *leaf);
@@ -601,10 +640,15 @@ void
 ts_row_reserve (TsRow   *row,
                 guint32  n)
 {
-  if (row->cap - row->n_leaves >= n)
+  if (TS_ROW_CAP (row) - row->n_leaves >= n)
     return;
-  row->cap = row->n_leaves + n;
-  row->leaves = g_renew (TsLeaf, row->leaves, row->cap);
+  if (row->cap & TS_ROW_LEAVES_IN_SLAB)
+    row_own_leaves (row, row->n_leaves + n);
+  else
+    {
+      row->cap = (row->cap & TS_ROW_IN_SLAB) | (row->n_leaves + n);
+      row->leaves = g_renew (TsLeaf, row->leaves, row->n_leaves + n);
+    }
 }
 
 TsLeaf *
@@ -652,6 +696,111 @@ row_ids_free (TsRowIdState *state)
   g_free (state);
 }
 
+/* ---- Slabs ----------------------------------------------------------------- */
+
+/* Rows loaded in bulk and their leaves are carved out of large blocks that
+ * the table owns: far fewer page faults (huge pages where the kernel gives
+ * them) and mallocs than one allocation per row. */
+typedef struct _TsSlab TsSlab;
+
+struct _TsSlab {
+  TsSlab  *next;
+  gsize    size;        /* of data */
+  gsize    used;
+  gsize    mapped;      /* a gsize: data stays 8-byte aligned */
+  char     data[];
+};
+
+G_STATIC_ASSERT (G_STRUCT_OFFSET (TsSlab, data) % 8 == 0);
+
+#define SLAB_FIRST (16 * 1024)              /* bytes, header included */
+#define SLAB_HUGE  (2 * 1024 * 1024)        /* from here on: mapped */
+#define SLAB_MAX   (64 * 1024 * 1024)
+
+/* A slab of at least min_data bytes, twice as large as the one before
+ * (prev_total bytes, 0 for none) up to SLAB_MAX. Only what is used gets
+ * touched, so a large slab costs no more memory than a small one. */
+static TsSlab *
+slab_new (gsize min_data,
+          gsize prev_total)
+{
+  gsize total = prev_total == 0 ? SLAB_FIRST : MIN (prev_total * 2, SLAB_MAX);
+  TsSlab *slab = NULL;
+
+  total = MAX (total, min_data + sizeof (TsSlab));
+#if defined(G_OS_UNIX) && defined(MAP_ANONYMOUS)
+  if (total >= SLAB_HUGE)
+    {
+      char *mem;
+
+      total = (total + SLAB_HUGE - 1) & ~(gsize) (SLAB_HUGE - 1);
+      mem = mmap (NULL, total + SLAB_HUGE, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (mem != MAP_FAILED)
+        {
+          /* 2 MiB aligned, so that huge pages can back all of it */
+          gsize head = (SLAB_HUGE - ((guintptr) mem & (SLAB_HUGE - 1))) & (SLAB_HUGE - 1);
+
+          if (head > 0)
+            munmap (mem, head);
+          munmap (mem + head + total, SLAB_HUGE - head);
+          slab = (TsSlab *) (gpointer) (mem + head);
+# ifdef MADV_HUGEPAGE
+          madvise (slab, total, MADV_HUGEPAGE);   /* a hint: failure is harmless */
+# endif
+          slab->mapped = TRUE;
+        }
+    }
+#endif
+  if (slab == NULL)
+    {
+      slab = g_malloc0 (total);
+      slab->mapped = FALSE;
+    }
+  slab->size = total - sizeof (TsSlab);
+  slab->used = 0;
+  slab->next = NULL;
+  return slab;
+}
+
+static void
+slabs_free (TsSlab *slab)
+{
+  while (slab != NULL)
+    {
+      TsSlab *next = slab->next;
+
+#if defined(G_OS_UNIX) && defined(MAP_ANONYMOUS)
+      if (slab->mapped)
+        munmap (slab, slab->size + sizeof (TsSlab));
+      else
+#endif
+        g_free (slab);
+      slab = next;
+    }
+}
+
+/* size bytes of zeroed memory from the table's slabs */
+static gpointer
+slab_alloc (TsTable *table,
+            gsize    size)
+{
+  TsSlab *slab = table->slabs;
+  gpointer p;
+
+  size = (size + 7) & ~(gsize) 7;
+  if (slab == NULL || slab->size - slab->used < size)
+    {
+      TsSlab *fresh = slab_new (size, slab != NULL ? slab->size + sizeof (TsSlab) : 0);
+
+      fresh->next = slab;
+      table->slabs = slab = fresh;
+    }
+  p = slab->data + slab->used;
+  slab->used += size;
+  return p;
+}
+
 static void
 table_free (TsTable *table)
 {
@@ -660,6 +809,7 @@ table_free (TsTable *table)
   g_free (table->rows);
   index_clear (&table->index);
   row_ids_free (table->row_ids);
+  slabs_free (table->slabs);
   g_free (table);
 }
 
@@ -2570,7 +2720,12 @@ loader_leaves (Loader  *ld,
       }
 
   n = pending->len;
-  if (row->n_leaves == 0)
+  if (row->n_leaves == 0 && n > 0 && (row->cap & TS_ROW_IN_SLAB))
+    {
+      row->leaves = slab_alloc (table, n * sizeof (TsLeaf));
+      row->cap = TS_ROW_IN_SLAB | TS_ROW_LEAVES_IN_SLAB | n;
+    }
+  else if (row->n_leaves == 0)
     ts_row_reserve (row, n);
   for (guint32 i = 0; i < n; i++)
     {
@@ -2591,6 +2746,34 @@ loader_leaves (Loader  *ld,
 out:
   pending_clear (pending);
   return ok;
+}
+
+/* Rows of a table past this many come from its slabs */
+#define SLAB_ROWS 64
+
+/* The row named key of a table, new unless the key is a duplicate */
+static TsRow *
+loader_row (TsTable    *table,
+            const char *key,
+            gsize       len)
+{
+  guint32 h;
+  TsRow *row;
+
+  if (table->n_rows < SLAB_ROWS)
+    return ts_table_row (table, key, len, TRUE);
+
+  h = ts_hash_bytes (key, len);
+  row = named_find ((gpointer *) table->rows, table->n_rows, &table->index,
+                    &row_layout, h, key, len);
+  if (row != NULL)
+    return row;
+  row = slab_alloc (table, sizeof (TsRow) + len + 1);
+  row_init (row, key, len, h);
+  row->cap = TS_ROW_IN_SLAB;
+  named_append ((gpointer **) &table->rows, &table->n_rows, &table->cap, &table->index,
+                &row_layout, row, 4);
+  return row;
 }
 
 static gboolean
@@ -2614,7 +2797,7 @@ loader_rows (Loader  *ld,
 
         if (!loader_key (ld, &order, &key, &len))
           return FALSE;
-        row = ts_table_row (table, key, len, TRUE);
+        row = loader_row (table, key, len);
         if (table->n_rows == before || !loader_leaves (ld, table, row))
           return FALSE;
         loader_ws (ld);
