@@ -2468,7 +2468,31 @@ typedef struct {
   GArray      *pending;     /* of PendingLeaf: the leaves of one container */
   GPtrArray   *last_atoms;  /* the previous row's atoms, by position */
   GString     *decoded;     /* a string with escapes */
+  TsStr      **strs;        /* recent short strings, by hash, with a ref */
 } Loader;
+
+#define LOADER_STRS     4096   /* a power of 2 */
+#define LOADER_STR_MAX  64
+
+/* A stored string: short ones that repeat (colours, states, names) are
+ * shared, as the strings are immutable. */
+static TsStr *
+loader_str (Loader     *ld,
+            const char *s,
+            gsize       len)
+{
+  TsStr **slot, *str;
+
+  if (len > LOADER_STR_MAX)
+    return ts_str_new (s, len);
+  slot = &ld->strs[ts_hash_bytes (s, len) & (LOADER_STRS - 1)];
+  if (*slot != NULL && (*slot)->len == len && memcmp ((*slot)->data, s, len) == 0)
+    return ts_str_ref (*slot);
+  str = ts_str_new (s, len);
+  ts_str_unref (*slot);
+  *slot = ts_str_ref (str);
+  return str;
+}
 
 static inline void
 loader_ws (Loader *ld)
@@ -2618,7 +2642,7 @@ loader_leaf_value (Loader *ld,
         if (len == 3 && memcmp (s, undefined_marker, 3) == 0)
           return TRUE;
         out->kind = TS_VAL_STRING;
-        out->u.str = ts_str_new (s, len);
+        out->u.str = loader_str (ld, s, len);
         return TRUE;
       }
     case '-':
@@ -2880,6 +2904,7 @@ ts_stamp_tree_set_content_text (TsStampTree *tree,
   ld.pending = g_array_sized_new (FALSE, FALSE, sizeof (PendingLeaf), 16);
   ld.last_atoms = g_ptr_array_new ();
   ld.decoded = g_string_new (NULL);
+  ld.strs = g_new0 (TsStr *, LOADER_STRS);
 
   ts_stamp_tree_expand_log (tree, tree->changes);
   content_take (tree, &old);
@@ -2892,6 +2917,9 @@ ts_stamp_tree_set_content_text (TsStampTree *tree,
   g_array_free (ld.pending, TRUE);
   g_ptr_array_free (ld.last_atoms, TRUE);
   g_string_free (ld.decoded, TRUE);
+  for (guint i = 0; i < LOADER_STRS; i++)
+    ts_str_unref (ld.strs[i]);
+  g_free (ld.strs);
   return ok;
 }
 
