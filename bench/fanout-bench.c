@@ -947,9 +947,10 @@ main (int argc, char **argv)
           s = run_step (rate, opt_step, writers, n_writers, per_change);
           pass = s.complete && s.p99_ms <= opt_max_p99;
           g_printerr ("INFO step offered %.0f deliveries/s: delivered %.0f/s, p50 %.3f ms, "
-                      "p99 %.3f ms, max %.3f ms, CPU server %.0f%% load %.0f%%%s -> %s\n",
+                      "p99 %.3f ms, max %.3f ms, CPU server %.0f%% (%.1f us/delivery) "
+                      "load %.0f%%%s -> %s\n",
                       s.offered, s.delivered, s.p50_ms, s.p99_ms, s.max_ms,
-                      s.server_cpu, s.load_cpu,
+                      s.server_cpu, s.server_cpu * 1e4 / s.offered, s.load_cpu,
                       s.complete ? "" : ", not all delivered within 2 s",
                       pass ? "pass" : attempt < opt_retries ? "FAIL, once more" : "FAIL");
           if (rate == opt_start && attempt == 0)
