@@ -419,25 +419,38 @@ typedef struct {
   guint   rows;
 } State;
 
+/* Starts a client; it prints "ready" once it syncs. */
 static Child *
-client_start_full (Server     *server,
-                   const char *name,
-                   const char *persister,   /* "sqlite", "file" or NULL */
-                   const char *path,
-                   guint       keepalive,
-                   guint       max_message_size)
+client_spawn (Server     *server,
+              const char *name,
+              const char *persister,   /* "sqlite", "file" or NULL */
+              const char *path,
+              guint       keepalive,
+              guint       max_message_size)
 {
   g_autofree char *binary = g_test_build_filename (G_TEST_BUILT, "faults-client", NULL);
   g_autofree char *url = server_url (server);
   g_autofree char *option = persister ? g_strconcat ("--", persister, NULL) : NULL;
   g_autofree char *ka = g_strdup_printf ("%u", keepalive);
   g_autofree char *max = g_strdup_printf ("%u", max_message_size);
-  g_autofree char *ready = NULL;
   const char *argv[] = { binary, url, name, "--keepalive", ka, "--max-message-size", max,
                          option, path, NULL };
-  Child *child = child_spawn (name, FALSE, argv);
 
-  ready = child_expect (child, "ready");
+  return child_spawn (name, FALSE, argv);
+}
+
+/* Starts a client and waits until it syncs. */
+static Child *
+client_start_full (Server     *server,
+                   const char *name,
+                   const char *persister,
+                   const char *path,
+                   guint       keepalive,
+                   guint       max_message_size)
+{
+  Child *child = client_spawn (server, name, persister, path, keepalive, max_message_size);
+
+  g_free (child_expect (child, "ready"));
   return child;
 }
 
@@ -1064,11 +1077,19 @@ test_kill_server (Fixture       *fx,
   assert_converged (fx->watcher, fx->clients, 1);
   g_assert_cmpuint (count_prefix (fx->watcher->store, "r_"), ==, transactions * 10);
 
-  /* A new client's initial sync of all those rows, killed in its middle. */
-  fx->clients[1] = client_start (&fx->server, "N", NULL, NULL, 5);
-  child_kill (fx->server.child);
-  g_clear_pointer (&fx->server.child, child_free);
-  server_start (&fx->server);
+  /* A new client's initial sync of all those rows, the server killed as
+   * soon as it has joined the room (the room's content on its way). */
+  {
+    LogWait joined = { fx->server.child, "joined room", fx->server.child->log->len };
+    g_autofree char *ready = NULL;
+
+    fx->clients[1] = client_spawn (&fx->server, "N", NULL, NULL, 5, 0);
+    g_assert_true (wait_for (log_has, &joined, WAIT_MS));
+    child_kill (fx->server.child);
+    g_clear_pointer (&fx->server.child, child_free);
+    server_start (&fx->server);
+    ready = child_expect (fx->clients[1], "ready");
+  }
   assert_converged (fx->watcher, fx->clients, 2);
 
   g_test_message ("killed server: %u rows acknowledged before the kill, all in the room's file; "
