@@ -6,8 +6,10 @@
 //   node soak.mjs SERVER_BINARY [--clients 1000] [--rooms 100]
 //                 [--seconds 180] [--rate 2] [--persist]
 //                 [--server tinysync|tinybase] [--processes 1]
+//                 [--request-timeout 5]
 //
-// --rate is the writes per second of each client. --server tinybase runs
+// --rate is the writes per second of each client; --request-timeout the
+// requestTimeoutSeconds of each client's synchronizer. --server tinybase runs
 // TinyBase's own WsServer (createWsServer over a ws 8 WebSocketServer) in
 // a separate Node process instead of tinysync-server (SERVER_BINARY is
 // then unused; --persist is not supported). --processes N spreads the
@@ -60,9 +62,11 @@ async function worker() {
   const peers = [];
   const errorKinds = {};
   let errors = 0;
+  let phase = 'start';  // start (connecting, startSync), write, settle
+  let received = 0;     // valid messages the clients received
   const onError = (error) => {
     errors++;
-    const kind = String(error?.message ?? error).replace(/:[^:]*$/, '');
+    const kind = `${String(error?.message ?? error).replace(/:[^:]*$/, '')} (${phase})`;
     errorKinds[kind] = (errorKinds[kind] ?? 0) + 1;
   };
   const next = () => new Promise((resolve) => process.once('message', resolve));
@@ -72,7 +76,8 @@ async function worker() {
     const room = `room${i % setup.rooms}`;
     const store = createMergeableStore(`c${i}`);
     const ws = new WebSocket(`ws://127.0.0.1:${setup.port}/${room}`);
-    const synchronizer = await createWsSynchronizer(store, ws, 5, undefined, undefined, onError);
+    const synchronizer = await createWsSynchronizer(store, ws, setup.requestTimeout, undefined,
+      () => received++, onError);
     peers.push({room, store, synchronizer});
   }
   await Promise.all(peers.map((peer) => peer.synchronizer.startSync()));
@@ -81,14 +86,23 @@ async function worker() {
   for (;;) {
     const command = await next();
     if (command.type === 'write') {
+      phase = 'write';
       let writes = 0;
       let lateTicks = 0;
+      // Writes made while a synchronizer was Loading (status 1): TinyBase
+      // does not broadcast them (PROTOCOL.md 11.7); per room, the last one.
+      let loadingWrites = 0;
+      const lastLoadingWrite = {};
       const started = Date.now();
       const tick = 1000 / setup.rate;
       while (Date.now() - started < command.seconds * 1000) {
         const round = Date.now();
         for (const peer of peers) {
           const n = Math.floor(Math.random() * 50);
+          if (peer.synchronizer.getStatus() === 1) {
+            loadingWrites++;
+            lastLoadingWrite[peer.room] = Date.now();
+          }
           peer.store.setCell('t', `r${n}`, `c${Math.floor(Math.random() * 5)}`,
             setup.base + writes++);
         }
@@ -98,13 +112,16 @@ async function worker() {
         }
         await pause(Math.max(0, tick - spent));
       }
-      process.send({type: 'written', writes, lateTicks, seconds: (Date.now() - started) / 1000});
+      phase = 'settle';
+      process.send({type: 'written', writes, lateTicks, loadingWrites, lastLoadingWrite,
+        ended: Date.now()});
     } else if (command.type === 'hashes') {
       process.send({
         type: 'hashes',
         hashes: peers.map((peer) => [peer.room, JSON.stringify(peer.store.getMergeableContentHashes())]),
         errors,
         errorKinds,
+        received,
       });
     } else if (command.type === 'stop') {
       for (const peer of peers) {
@@ -129,6 +146,7 @@ async function coordinator() {
   const seconds = Number(option('seconds', 180));
   const rate = Number(option('rate', 2));
   const processes = Number(option('processes', 1));
+  const requestTimeout = Number(option('request-timeout', 5));
   const kind = option('server', 'tinysync');
   const persist = args.includes('--persist');
   const dataDir = mkdtempSync(join(tmpdir(), 'tinysync-soak-'));
@@ -202,7 +220,7 @@ async function coordinator() {
     for (let i = w; i < clients; i += processes) {
       indexes.push(i);
     }
-    child.send({port, indexes, rooms, rate, base: w * 1e9});
+    child.send({port, indexes, rooms, rate, requestTimeout, base: w * 1e9});
     workers.push({child, receive});
   }
   const all = async (message) => {
@@ -211,9 +229,11 @@ async function coordinator() {
     }
     return Promise.all(workers.map((worker) => worker.receive()));
   };
+  const connecting = Date.now();
   await Promise.all(workers.map((worker) => worker.receive()));
   const rssConnected = rssMb(server.pid);
-  console.log(`all ${clients} clients syncing in ${rooms} rooms; server RSS ${rssConnected.toFixed(1)} MB`);
+  console.log(`all ${clients} clients syncing in ${rooms} rooms after ` +
+    `${((Date.now() - connecting) / 1000).toFixed(0)} s; server RSS ${rssConnected.toFixed(1)} MB`);
 
   // Writing: the client processes write; this one samples the server.
   let peakRss = rssConnected;
@@ -240,6 +260,17 @@ async function coordinator() {
   const serverCpu = cpuSeconds(server.pid) - cpuStart;
   const writes = results.reduce((sum, r) => sum + r.writes, 0);
   const lateTicks = results.reduce((sum, r) => sum + r.lateTicks, 0);
+  const loadingWrites = results.reduce((sum, r) => sum + r.loadingWrites, 0);
+  const ended = Math.max(...results.map((r) => r.ended));
+  const lastLoadingWrite = {};
+  for (const r of results) {
+    for (const [room, at] of Object.entries(r.lastLoadingWrite)) {
+      lastLoadingWrite[room] = Math.max(lastLoadingWrite[room] ?? 0, at);
+    }
+  }
+  // Seconds before the end of writing of a room's last unbroadcast write
+  const loadingAge = (room) => room in lastLoadingWrite
+    ? `${((ended - lastLoadingWrite[room]) / 1000).toFixed(1)} s` : 'none';
 
   // Let the last changes travel, then check every room.
   let diverged = [];
@@ -262,6 +293,7 @@ async function coordinator() {
     }
   }
   const errors = last.reduce((sum, r) => sum + r.errors, 0);
+  const received = last.reduce((sum, r) => sum + r.received, 0);
   const errorKinds = {};
   for (const report of last) {
     for (const [k, n] of Object.entries(report.errorKinds)) {
@@ -286,8 +318,13 @@ async function coordinator() {
   console.log(`server CPU while writing: ${serverCpu.toFixed(1)} s (${(100 * serverCpu / elapsed).toFixed(0)}% of one core)`);
   console.log(`server RSS: start ${rssStart.toFixed(1)} MB, all connected ${rssConnected.toFixed(1)} MB, ` +
     `peak ${peakRss.toFixed(1)} MB, end ${rssEnd.toFixed(1)} MB`);
+  console.log(`messages received by the clients: ${received}`);
   console.log(`client-side ignored errors: ${errors} ${JSON.stringify(errorKinds)}`);
-  console.log(`rooms that did not converge: ${diverged.length}${diverged.length ? ' (' + diverged.slice(0, 5).join(', ') + ')' : ''}`);
+  const recent = Object.values(lastLoadingWrite).filter((at) => ended - at < 10000).length;
+  console.log(`writes made while their synchronizer was loading (not broadcast): ${loadingWrites}, ` +
+    `in ${Object.keys(lastLoadingWrite).length} rooms; in the last 10 s of writing: ${recent} rooms`);
+  console.log(`rooms that did not converge: ${diverged.length}${diverged.length ? ' (' +
+    diverged.slice(0, 10).map((room) => `${room}: last unbroadcast write ${loadingAge(room)} before the end`).join(', ') + ')' : ''}`);
   console.log(`server exit code after SIGTERM: ${code}`);
   process.exit(diverged.length === 0 && code === 0 ? 0 : 1);
 }
