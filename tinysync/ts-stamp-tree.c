@@ -763,6 +763,36 @@ slab_new (gsize min_data,
   return slab;
 }
 
+/* Asks for huge pages for the whole 2 MiB blocks of a large fresh
+ * allocation (a transaction log about to be filled): far fewer page
+ * faults. A hint: it may be ignored. */
+static void
+hint_huge_pages (gpointer p,
+                 gsize    size)
+{
+#if defined(G_OS_UNIX) && defined(MADV_HUGEPAGE)
+  guintptr start = ((guintptr) p + SLAB_HUGE - 1) & ~(guintptr) (SLAB_HUGE - 1);
+  guintptr end = ((guintptr) p + size) & ~(guintptr) (SLAB_HUGE - 1);
+
+  if (size >= 2 * SLAB_HUGE && end > start)
+    madvise ((gpointer) start, end - start, MADV_HUGEPAGE);
+#endif
+}
+
+/* Makes room in log for n more entries at once */
+static void
+log_reserve (GArray *log,
+             gsize   n)
+{
+  guint len = log->len;
+
+  if (n == 0 || len + n > G_MAXUINT)
+    return;
+  g_array_set_size (log, (guint) (len + n));
+  hint_huge_pages (log->data + (gsize) len * sizeof (TsChange), n * sizeof (TsChange));
+  g_array_set_size (log, len);
+}
+
 static void
 slabs_free (TsSlab *slab)
 {
@@ -2273,13 +2303,7 @@ ts_stamp_tree_expand_log (TsStampTree *tree,
   tree->log_deferred = FALSE;
 
   n = count_live_leaves (tree->tables, tree->n_tables, tree->values);
-  if (n > 0 && log->len + n <= G_MAXUINT)
-    {
-      guint len = log->len;
-
-      g_array_set_size (log, (guint) (len + n));
-      g_array_set_size (log, len);
-    }
+  log_reserve (log, n);
   log_append_live (tree, log, &leaves, &leaves_cap);
 }
 
@@ -2304,15 +2328,9 @@ finish_set_content (TsStampTree   *tree,
   if (n_old_changes > 0 || count_live_leaves (old->tables, old->n_tables, old->values) > 0)
     {
       /* room for every entry at once (one entry per live leaf at most) */
-      gsize most = n_old_changes +
+      log_reserve (tree->changes,
                    count_live_leaves (old->tables, old->n_tables, old->values) +
-                   count_live_leaves (tree->tables, tree->n_tables, tree->values);
-
-      if (most <= G_MAXUINT)
-        {
-          g_array_set_size (tree->changes, (guint) most);
-          g_array_set_size (tree->changes, n_old_changes);
-        }
+                   count_live_leaves (tree->tables, tree->n_tables, tree->values));
     }
   for (guint i = 0; i < n_old_changes; i++)
     {
