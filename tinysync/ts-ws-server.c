@@ -1059,7 +1059,10 @@ on_room_started (GObject      *source,
   g_autoptr(GError) error = NULL;
   Room *room;
 
-  if (!ts_room_peer_start_finish (TS_ROOM_PEER (source), result, &error))
+  /* A room that closed before its store started (its last client left
+   * at once) is no error. */
+  if (!ts_room_peer_start_finish (TS_ROOM_PEER (source), result, &error) &&
+      !g_error_matches (error, TS_ERROR, TS_ERROR_CLOSED))
     {
       g_autoptr(GError) wrapped = g_error_new (TS_ERROR, TS_ERROR_IO,
                                                _("The store of room “%s” could not start: %s"),
@@ -1090,6 +1093,17 @@ room_start (TsWsServer *self,
   ts_room_peer_start_async (room->peer, NULL, on_room_started, room_op_new (self, room));
 }
 
+/* File names are at most 255 bytes on Linux file systems. */
+#define ROOM_FILE_NAME_MAX 255
+/* A longer name keeps this much of its escaped path id, then "-", the
+ * SHA-256 of the whole path id in hex, and ".sqlite" (5 + 160 + 1 + 64 +
+ * 7 = 237 bytes). */
+#define ROOM_FILE_NAME_KEEP 160
+
+/* "room-" + the path id with every byte other than letters, digits, "-",
+ * "_" and "." as %XX + ".sqlite"; a name that would pass 255 bytes (a
+ * path id of about 250 bytes, or a channel id of up to 1024) is cut at a
+ * whole escape and made unique with the SHA-256 of the path id. */
 static char *
 room_file_name (const char *path_id)
 {
@@ -1097,10 +1111,25 @@ room_file_name (const char *path_id)
 
   for (const char *p = path_id; *p != '\0'; p++)
     {
+      if (name->len > ROOM_FILE_NAME_MAX)
+        break;
       if (g_ascii_isalnum (*p) || *p == '-' || *p == '_' || *p == '.')
         g_string_append_c (name, *p);
       else
         g_string_append_printf (name, "%%%02X", (guchar) *p);
+    }
+  if (name->len + strlen (".sqlite") > ROOM_FILE_NAME_MAX)
+    {
+      g_autofree char *digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, path_id, -1);
+      gsize keep = strlen ("room-") + ROOM_FILE_NAME_KEEP;
+
+      /* never in the middle of a %XX */
+      if (name->str[keep - 1] == '%')
+        keep -= 1;
+      else if (name->str[keep - 2] == '%')
+        keep -= 2;
+      g_string_truncate (name, keep);
+      g_string_append_printf (name, "-%s", digest);
     }
   g_string_append (name, ".sqlite");
   return g_string_free (name, FALSE);
@@ -1980,6 +2009,12 @@ ts_ws_server_class_init (TsWsServerClass *klass)
    * %NULL (the default) makes a pure relay, unless a
    * [signal@Tinysync.WsServer::create-persister] handler provides
    * persisters. Changes apply to rooms opened afterwards.
+   *
+   * A room's file is `room-` plus its path id, with every byte other than
+   * letters, digits, `-`, `_` and `.` written as `%XX`, plus `.sqlite`.
+   * When that would pass 255 bytes (the limit of a file name), the
+   * escaped path id is cut after 160 bytes and followed by `-` and the
+   * SHA-256 of the whole path id in hexadecimal.
    *
    * Since: 1.0
    */
