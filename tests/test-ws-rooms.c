@@ -335,6 +335,77 @@ test_create_persister_signal (void)
   g_free (s.base);
 }
 
+/* Path ids too long for a file name of their own (255 bytes) still get
+ * a room file, unique to them, that survives a restart. */
+static void
+test_long_path_id (void)
+{
+  g_autofree char *dir = g_dir_make_tmp ("tinysync-rooms-XXXXXX", NULL);
+  g_autofree char *room = NULL, *other_room = NULL, *digest = NULL, *ending = NULL;
+  g_autoptr(TsMergeableStore) a = ts_mergeable_store_new ("a");
+  g_autoptr(TsMergeableStore) b = ts_mergeable_store_new ("b");
+  g_autoptr(TsMergeableStore) c = ts_mergeable_store_new ("c");
+  g_autoptr(GString) path = g_string_new ("long/");
+  g_autoptr(GDir) folder = NULL;
+  Server s = { 0 };
+  TsWsSynchronizer *sync;
+  HasRow h;
+  Paths p = { &s, 0 };
+  const char *name;
+  guint files = 0;
+
+  for (guint i = 0; i < 600; i++)
+    g_string_append_c (path, (char) ('a' + i % 26));
+  room = g_strdup (path->str);
+  other_room = g_strdup_printf ("%sz", path->str);
+
+  server_start (&s, dir);
+  sync = join (&s, room, a);
+  ts_mergeable_store_set_tables_json (a, "{\"pets\":{\"fido\":{\"species\":\"dog\"}}}", NULL);
+  /* durable once the room's store relays it to a second client */
+  {
+    TsWsSynchronizer *second = join (&s, room, b);
+
+    h = (HasRow) { b, "pets", "fido" };
+    wait_for (has_row, &h, "B to get fido");
+    leave (second);
+  }
+  leave (sync);
+  wait_for (paths_are, &p, "the room to close");
+  server_stop (&s);
+
+  /* one file, 255 bytes at most, ending in the path id's SHA-256 */
+  digest = g_compute_checksum_for_string (G_CHECKSUM_SHA256, room, -1);
+  ending = g_strdup_printf ("-%s.sqlite", digest);
+  folder = g_dir_open (dir, 0, NULL);
+  g_assert_nonnull (folder);
+  while ((name = g_dir_read_name (folder)) != NULL)
+    if (g_str_has_suffix (name, ".sqlite"))
+      {
+        g_assert_cmpuint (strlen (name), <=, 255);
+        g_assert_true (g_str_has_prefix (name, "room-long%2Fabcdef"));
+        g_assert_true (g_str_has_suffix (name, ending));
+        files++;
+      }
+  g_assert_cmpuint (files, ==, 1);
+
+  /* after a restart C gets it; a path id that differs only past the
+   * kept part is another room */
+  server_start (&s, dir);
+  sync = join (&s, other_room, c);
+  leave (sync);
+  wait_for (paths_are, &p, "the other room to close");
+  g_assert_false (ts_mergeable_store_has_tables (c));
+  sync = join (&s, room, c);
+  h = (HasRow) { c, "pets", "fido" };
+  wait_for (has_row, &h, "C to get fido after a restart");
+  leave (sync);
+  server_stop (&s);
+  g_assert_cmpuint (s.errors->len, ==, 0);
+  g_ptr_array_unref (s.errors);
+  g_free (s.base);
+}
+
 int
 main (int argc, char **argv)
 {
@@ -343,6 +414,7 @@ main (int argc, char **argv)
   g_test_add_func ("/tinysync/ws-rooms/keeps-data", test_room_keeps_data);
   g_test_add_func ("/tinysync/ws-rooms/live-peers", test_live_peers_with_store);
   g_test_add_func ("/tinysync/ws-rooms/create-persister", test_create_persister_signal);
+  g_test_add_func ("/tinysync/ws-rooms/long-path-id", test_long_path_id);
 
   return g_test_run ();
 }
