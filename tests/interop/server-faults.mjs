@@ -103,6 +103,15 @@ const sameContent = (a, b) =>
 
 let server;
 const synchronizers = [];
+
+// meson's timeout sends SIGTERM: take the (maybe stopped) server along.
+for (const name of ['SIGTERM', 'SIGINT']) {
+  process.on(name, () => {
+    server?.kill('SIGKILL');
+    rmSync(dataDir, {recursive: true, force: true});
+    process.exit(1);
+  });
+}
 try {
   server = await startServer();
 
