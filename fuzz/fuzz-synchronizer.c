@@ -12,8 +12,9 @@
  * that records what it sends. After every frame the main context runs
  * until idle. Checked: everything the engine sends is a valid protocol
  * message; the store's hashes stay right (its content applied to a fresh
- * store gives the same hashes); destroying the engine with requests
- * pending releases everything (LeakSanitizer).
+ * store gives the same hashes, unless a row or table stamp had hash 0 after
+ * some frame, see has_zero_hash_container()); destroying the engine with requests pending
+ * releases everything (LeakSanitizer).
  */
 
 #include "tinysync/ts-payload-private.h"
@@ -98,6 +99,38 @@ fuzz_sync_init (FuzzSync *self)
 {
 }
 
+/* ---- The hash oracle ------------------------------------------------------- */
+
+/* TRUE if the store has a row or table stamp whose hash is 0 (an empty
+ * row or table with no HLC, which a crafted peer can send). For those
+ * TinyBase's incremental rule treats the child as new each time a change
+ * mentions it again and XORs its I(id, 0) term in and out (PROTOCOL.md
+ * 7.3 and 7.4, "Empty Row/Table stamps"); tinysync does the same, so once
+ * such a stamp has existed the hashes legitimately differ from those of
+ * the content applied once, even after cells fill the row. */
+static gboolean
+has_zero_hash_container (TsMergeableStore *store)
+{
+  g_autofree char *content = ts_mergeable_store_get_mergeable_content_json (store);
+  g_autoptr(TsJsonDoc) doc = ts_json_parse (content, -1, NULL);
+  const TsJsonNode *tables;
+
+  FUZZ_CHECK (doc != NULL);
+  tables = &ts_json_doc_get_root (doc)->u.items[0].u.items[0];
+  for (guint32 t = 0; t < tables->len; t++)
+    {
+      const TsJsonNode *table = &tables->u.members[t].value;
+      const TsJsonNode *rows = &table->u.items[0];
+
+      if (table->u.items[2].u.num == 0)
+        return TRUE;
+      for (guint32 r = 0; r < rows->len; r++)
+        if (rows->u.members[r].value.u.items[2].u.num == 0)
+          return TRUE;
+    }
+  return FALSE;
+}
+
 /* ---- Entry points ------------------------------------------------------------- */
 
 int
@@ -163,6 +196,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
   g_autofree char *content = NULL;
   g_autoptr(GError) error = NULL;
   const uint8_t *p, *end = data + size;
+  gboolean legacy_hash_terms = FALSE;
 
   _ts_synchronizer_start_sync_quietly (TS_SYNCHRONIZER (sync));
   drain ();
@@ -173,6 +207,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
       const uint8_t *frame_end = sep != NULL ? sep : end;
 
       receive (sync, (const char *) p, (gsize) (frame_end - p));
+      legacy_hash_terms = legacy_hash_terms || has_zero_hash_container (store);
       if (sep == NULL)
         break;
       p = sep + 1;
@@ -185,7 +220,8 @@ LLVMFuzzerTestOneInput (const uint8_t *data,
       fprintf (stderr, "own content rejected (%s): %s\n", error->message, content);
       abort ();
     }
-  fuzz_check_hashes_equal (store, fresh);
+  if (!legacy_hash_terms)
+    fuzz_check_hashes_equal (store, fresh);
 
   ts_synchronizer_destroy (TS_SYNCHRONIZER (sync));
   drain ();
