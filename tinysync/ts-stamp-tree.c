@@ -2242,21 +2242,31 @@ count_live_leaves (TsTable **tables,
   return n;
 }
 
-/* Appends an entry for every live leaf not logged yet, in plain order,
- * marking them touched */
-static void
-log_append_live (TsStampTree  *tree,
-                 GArray       *log,
-                 guint32     **leaves,
-                 guint32      *leaves_cap)
-{
-  gboolean touch = log == tree->changes;
-  guint n_tables;
-  g_autofree TsTable **live_tables = ts_stamp_tree_live_tables (tree, &n_tables);
+typedef void (*LiveLeafFunc) (TsTable *table,
+                              TsRow   *row,
+                              guint32  leaf,
+                              gpointer data);
 
-  for (guint t = 0; t <= n_tables; t++)
+/* Calls func for every live leaf of tables (n_tables of them, live or not)
+ * and values that is not marked touched, in plain order: the tables, then
+ * the values (table NULL). leaves and leaves_cap are a reusable buffer. */
+static void
+foreach_untouched_live_leaf (TsTable      **tables,
+                             guint          n_tables,
+                             TsRow         *values,
+                             guint32      **leaves,
+                             guint32       *leaves_cap,
+                             LiveLeafFunc   func,
+                             gpointer       data)
+{
+  guint n_live;
+  g_autofree TsTable **live_tables =
+    (TsTable **) live_sorted ((gpointer *) tables, n_tables, G_STRUCT_OFFSET (TsTable, n_live),
+                              G_STRUCT_OFFSET (TsTable, seq), &n_live);
+
+  for (guint t = 0; t <= n_live; t++)
     {
-      TsTable *table = t < n_tables ? live_tables[t] : NULL;
+      TsTable *table = t < n_live ? live_tables[t] : NULL;
       guint n_rows;
       g_autofree TsRow **rows = NULL;
 
@@ -2265,7 +2275,7 @@ log_append_live (TsStampTree  *tree,
       else
         {
           rows = g_new (TsRow *, 1);
-          rows[0] = tree->values;
+          rows[0] = values;
           n_rows = 1;
         }
       for (guint r = 0; r < n_rows; r++)
@@ -2275,18 +2285,43 @@ log_append_live (TsStampTree  *tree,
 
           row_live_leaves_buf (row, leaves, leaves_cap, &n_leaves);
           for (guint l = 0; l < n_leaves; l++)
-            {
-              TsLeaf *leaf = &row->leaves[(*leaves)[l]];
-              TsChange change = { table, row, (*leaves)[l], { TS_VAL_UNDEFINED, { 0 } }, NULL };
-
-              if (leaf->flags & TS_LEAF_TOUCHED)
-                continue;
-              if (touch)
-                leaf->flags |= TS_LEAF_TOUCHED;
-              g_array_append_val (log, change);
-            }
+            if (!(row->leaves[(*leaves)[l]].flags & TS_LEAF_TOUCHED))
+              func (table, row, (*leaves)[l], data);
         }
     }
+}
+
+typedef struct {
+  GArray   *log;
+  gboolean  touch;
+} AppendLive;
+
+static void
+append_live_leaf (TsTable *table,
+                  TsRow   *row,
+                  guint32  leaf,
+                  gpointer data)
+{
+  AppendLive *append = data;
+  TsChange change = { table, row, leaf, { TS_VAL_UNDEFINED, { 0 } }, NULL };
+
+  if (append->touch)
+    row->leaves[leaf].flags |= TS_LEAF_TOUCHED;
+  g_array_append_val (append->log, change);
+}
+
+/* Appends an entry for every live leaf not logged yet, in plain order,
+ * marking them touched when log is the transaction log */
+static void
+log_append_live (TsStampTree  *tree,
+                 GArray       *log,
+                 guint32     **leaves,
+                 guint32      *leaves_cap)
+{
+  AppendLive append = { log, log == tree->changes };
+
+  foreach_untouched_live_leaf (tree->tables, tree->n_tables, tree->values, leaves, leaves_cap,
+                               append_live_leaf, &append);
 }
 
 void
@@ -2305,6 +2340,32 @@ ts_stamp_tree_expand_log (TsStampTree *tree,
   n = count_live_leaves (tree->tables, tree->n_tables, tree->values);
   log_reserve (log, n);
   log_append_live (tree, log, &leaves, &leaves_cap);
+}
+
+/* Moves the value of a leaf of the old content into a transaction log
+ * entry of its own (the old content goes away): a deletion TinyBase's
+ * setMergeableContent makes */
+static void
+log_old_leaf (TsTable *table,
+              TsRow   *row,
+              guint32  index,
+              gpointer data)
+{
+  TsStampTree *tree = data;
+  TsLeaf *leaf = &row->leaves[index];
+  TsChange change = { 0, };
+
+  leaf->flags |= TS_LEAF_TOUCHED;
+  change.old.kind = leaf->kind;
+  change.old.u.num = leaf->u.num;
+  if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
+    change.old.u.str = leaf->u.str;
+  leaf->kind = TS_VAL_UNDEFINED;
+  if (table != NULL)
+    relocate_change (tree, &change, table->id, table->id_len, row->id, row->id_len, leaf->id);
+  else
+    relocate_change (tree, &change, NULL, 0, NULL, 0, leaf->id);
+  g_array_append_val (tree->changes, change);
 }
 
 /* The end of setMergeableContent, once the new content is in the tree and
@@ -2350,56 +2411,8 @@ finish_set_content (TsStampTree   *tree,
     }
 
   /* old live leaves not logged yet, in plain order */
-  {
-    guint n_tables;
-    g_autofree TsTable **live_tables = (TsTable **) live_sorted ((gpointer *) old->tables, old->n_tables,
-                                                                 G_STRUCT_OFFSET (TsTable, n_live),
-                                                                 G_STRUCT_OFFSET (TsTable, seq), &n_tables);
-
-    for (guint t = 0; t <= n_tables; t++)
-      {
-        TsTable *table = t < n_tables ? live_tables[t] : NULL;
-        guint n_rows;
-        g_autofree TsRow **rows = NULL;
-
-        if (table != NULL)
-          rows = ts_table_live_rows (table, &n_rows);
-        else
-          {
-            rows = g_new (TsRow *, 1);
-            rows[0] = old->values;
-            n_rows = 1;
-          }
-        for (guint r = 0; r < n_rows; r++)
-          {
-            TsRow *row = rows[r];
-            guint n_leaves;
-
-            row_live_leaves_buf (row, &leaves, &leaves_cap, &n_leaves);
-            for (guint l = 0; l < n_leaves; l++)
-              {
-                TsLeaf *leaf = &row->leaves[leaves[l]];
-                TsChange change = { 0, };
-
-                if (leaf->flags & TS_LEAF_TOUCHED)
-                  continue;
-                leaf->flags |= TS_LEAF_TOUCHED;
-                /* move the old value into the log */
-                change.old.kind = leaf->kind;
-                change.old.u.num = leaf->u.num;
-                if (leaf->kind == TS_VAL_STRING || leaf->kind == TS_VAL_RAW)
-                  change.old.u.str = leaf->u.str;
-                leaf->kind = TS_VAL_UNDEFINED;
-                if (table != NULL)
-                  relocate_change (tree, &change, table->id, table->id_len,
-                                   row->id, row->id_len, leaf->id);
-                else
-                  relocate_change (tree, &change, NULL, 0, NULL, 0, leaf->id);
-                g_array_append_val (tree->changes, change);
-              }
-          }
-      }
-  }
+  foreach_untouched_live_leaf (old->tables, old->n_tables, old->values, &leaves, &leaves_cap,
+                               log_old_leaf, tree);
 
   /* new live leaves not logged yet, in their (new) plain order: when none
    * is logged yet, that is all of them, and they wait until the log is
