@@ -41,6 +41,8 @@ const ok = (good, name, detail = '') => {
 };
 
 let port = 0;
+// every server process not yet exited, also one still starting up
+const children = new Set();
 const startServer = () =>
   new Promise((resolve, reject) => {
     const child = spawn(
@@ -48,6 +50,8 @@ const startServer = () =>
       ['--host', '127.0.0.1', '--port', String(port), '--data-dir', dataDir],
       {stdio: ['ignore', 'pipe', 'inherit']},
     );
+    children.add(child);
+    child.on('exit', () => children.delete(child));
     let out = '';
     child.stdout.on('data', (chunk) => {
       out += chunk;
@@ -107,8 +111,19 @@ const freshCopy = async () => {
 
 const seen = new Set(); // every row B received through the server
 
+let server;
+// meson's timeout sends SIGTERM: take the server along, and its data.
+for (const name of ['SIGTERM', 'SIGINT']) {
+  process.on(name, () => {
+    for (const child of children) {
+      child.kill('SIGKILL');
+    }
+    rmSync(dataDir, {recursive: true, force: true});
+    process.exit(1);
+  });
+}
 try {
-  let server = await startServer();
+  server = await startServer();
   console.log(`# seed ${seed}, data in ${dataDir}`);
 
   for (let round = 0; round < rounds; round++) {
@@ -186,6 +201,11 @@ try {
 } catch (error) {
   ok(false, 'durability run', String(error?.stack ?? error));
 } finally {
+  // a failure part way may leave a server running
+  for (const child of children) {
+    child.kill('SIGKILL');
+    await stopped(child);
+  }
   rmSync(dataDir, {recursive: true, force: true});
 }
 
