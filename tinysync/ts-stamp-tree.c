@@ -2546,6 +2546,31 @@ loader_char (Loader *ld,
   return TRUE;
 }
 
+/* Just after the "{" of an object: 1 if a member follows, 0 for an empty
+ * object (its "}" consumed) */
+static inline int
+loader_object_start (Loader *ld)
+{
+  loader_ws (ld);
+  if (ld->p < ld->end && *ld->p == '}')
+    {
+      ld->p++;
+      return 0;
+    }
+  return 1;
+}
+
+/* After a member: 1 for "," (another member follows), 0 for the closing
+ * "}", each consumed; -1 for anything else */
+static inline int
+loader_object_next (Loader *ld)
+{
+  loader_ws (ld);
+  if (ld->p < ld->end && (*ld->p == ',' || *ld->p == '}'))
+    return *ld->p++ == ',';
+  return -1;
+}
+
 /* A string without escapes: its bytes in place */
 static inline gboolean
 loader_plain_string (Loader      *ld,
@@ -2719,60 +2744,47 @@ loader_leaves (Loader  *ld,
 {
   GArray *pending = ld->pending;
   KeyOrder order = { FALSE, FALSE, 0 };
+  int more;
   guint32 n;
   gboolean ok = FALSE;
 
   if (!loader_char (ld, '[') || !loader_char (ld, '{'))
     return FALSE;
-  loader_ws (ld);
-  if (ld->p < ld->end && *ld->p == '}')
-    ld->p++;
-  else
-    for (;;)
-      {
-        PendingLeaf *pl;
-        const char *key;
-        gsize len;
-        TsAtom *atom = NULL;
+  for (more = loader_object_start (ld); more > 0; more = loader_object_next (ld))
+    {
+      PendingLeaf *pl;
+      const char *key;
+      gsize len;
+      TsAtom *atom = NULL;
 
-        if (!loader_key (ld, &order, &key, &len))
-          goto out;
-        /* rows tend to repeat the cell ids of the one before */
-        if (pending->len < ld->last_atoms->len)
-          {
-            TsAtom *last = ld->last_atoms->pdata[pending->len];
-
-            if (last->len == len && memcmp (last->str, key, len) == 0)
-              atom = last;
-          }
-        if (atom == NULL)
-          {
-            atom = ts_stamp_tree_atom (ld->tree, key, len, TRUE);
-            if (pending->len < ld->last_atoms->len)
-              ld->last_atoms->pdata[pending->len] = atom;
-            else
-              g_ptr_array_add (ld->last_atoms, atom);
-          }
-        g_array_set_size (pending, pending->len + 1);
-        pl = &g_array_index (pending, PendingLeaf, pending->len - 1);
-        pl->atom = atom;
-        pl->value.kind = TS_VAL_UNDEFINED;
-        if (!loader_char (ld, '[') || !loader_leaf_value (ld, &pl->value) ||
-            !loader_stamp_tail (ld, &pl->hlc, &pl->hash))
-          goto out;
-        loader_ws (ld);
-        if (ld->p < ld->end && *ld->p == ',')
-          {
-            ld->p++;
-            continue;
-          }
-        if (ld->p < ld->end && *ld->p == '}')
-          {
-            ld->p++;
-            break;
-          }
+      if (!loader_key (ld, &order, &key, &len))
         goto out;
-      }
+      /* rows tend to repeat the cell ids of the one before */
+      if (pending->len < ld->last_atoms->len)
+        {
+          TsAtom *last = ld->last_atoms->pdata[pending->len];
+
+          if (last->len == len && memcmp (last->str, key, len) == 0)
+            atom = last;
+        }
+      if (atom == NULL)
+        {
+          atom = ts_stamp_tree_atom (ld->tree, key, len, TRUE);
+          if (pending->len < ld->last_atoms->len)
+            ld->last_atoms->pdata[pending->len] = atom;
+          else
+            g_ptr_array_add (ld->last_atoms, atom);
+        }
+      g_array_set_size (pending, pending->len + 1);
+      pl = &g_array_index (pending, PendingLeaf, pending->len - 1);
+      pl->atom = atom;
+      pl->value.kind = TS_VAL_UNDEFINED;
+      if (!loader_char (ld, '[') || !loader_leaf_value (ld, &pl->value) ||
+          !loader_stamp_tail (ld, &pl->hlc, &pl->hash))
+        goto out;
+    }
+  if (more < 0)
+    goto out;
 
   n = pending->len;
   if (row->n_leaves == 0 && n > 0 && (row->cap & TS_ROW_IN_SLAB))
@@ -2836,38 +2848,25 @@ loader_rows (Loader  *ld,
              TsTable *table)
 {
   KeyOrder order = { FALSE, FALSE, 0 };
+  int more;
 
   if (!loader_char (ld, '[') || !loader_char (ld, '{'))
     return FALSE;
-  loader_ws (ld);
-  if (ld->p < ld->end && *ld->p == '}')
-    ld->p++;
-  else
-    for (;;)
-      {
-        const char *key;
-        gsize len;
-        guint32 before = table->n_rows;
-        TsRow *row;
+  for (more = loader_object_start (ld); more > 0; more = loader_object_next (ld))
+    {
+      const char *key;
+      gsize len;
+      guint32 before = table->n_rows;
+      TsRow *row;
 
-        if (!loader_key (ld, &order, &key, &len))
-          return FALSE;
-        row = loader_row (table, key, len);
-        if (table->n_rows == before || !loader_leaves (ld, table, row))
-          return FALSE;
-        loader_ws (ld);
-        if (ld->p < ld->end && *ld->p == ',')
-          {
-            ld->p++;
-            continue;
-          }
-        if (ld->p < ld->end && *ld->p == '}')
-          {
-            ld->p++;
-            break;
-          }
+      if (!loader_key (ld, &order, &key, &len))
         return FALSE;
-      }
+      row = loader_row (table, key, len);
+      if (table->n_rows == before || !loader_leaves (ld, table, row))
+        return FALSE;
+    }
+  if (more < 0)
+    return FALSE;
   return loader_stamp_tail (ld, &table->hlc, &table->hash);
 }
 
@@ -2876,38 +2875,25 @@ loader_content (Loader *ld)
 {
   TsStampTree *tree = ld->tree;
   KeyOrder order = { FALSE, FALSE, 0 };
+  int more;
 
   if (!loader_char (ld, '[') || !loader_char (ld, '[') || !loader_char (ld, '{'))
     return FALSE;
-  loader_ws (ld);
-  if (ld->p < ld->end && *ld->p == '}')
-    ld->p++;
-  else
-    for (;;)
-      {
-        const char *key;
-        gsize len;
-        guint32 before = tree->n_tables;
-        TsTable *table;
+  for (more = loader_object_start (ld); more > 0; more = loader_object_next (ld))
+    {
+      const char *key;
+      gsize len;
+      guint32 before = tree->n_tables;
+      TsTable *table;
 
-        if (!loader_key (ld, &order, &key, &len))
-          return FALSE;
-        table = ts_stamp_tree_table (tree, key, len, TRUE);
-        if (tree->n_tables == before || !loader_rows (ld, table))
-          return FALSE;
-        loader_ws (ld);
-        if (ld->p < ld->end && *ld->p == ',')
-          {
-            ld->p++;
-            continue;
-          }
-        if (ld->p < ld->end && *ld->p == '}')
-          {
-            ld->p++;
-            break;
-          }
+      if (!loader_key (ld, &order, &key, &len))
         return FALSE;
-      }
+      table = ts_stamp_tree_table (tree, key, len, TRUE);
+      if (tree->n_tables == before || !loader_rows (ld, table))
+        return FALSE;
+    }
+  if (more < 0)
+    return FALSE;
   if (!loader_stamp_tail (ld, &tree->tables_hlc, &tree->tables_hash) ||
       !loader_char (ld, ',') || !loader_leaves (ld, NULL, tree->values) ||
       !loader_char (ld, ']'))
